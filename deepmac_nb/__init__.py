@@ -1,0 +1,20 @@
+"""deepmac_nb: DeepMAC and Deep-MARC partially supervised instance segmentation.
+
+DeepMAC (Birodkar et al., ICCV 2021, arXiv 2104.00613) shows that a *deep* mask head
+on per-box feature crops generalises masks to classes that never had mask labels.
+This package rebuilds it on TF Model Garden (CenterNet for Deep-MAC, Mask R-CNN for
+Deep-MARC) with CPU-sized configs, a synthetic teaching dataset, COCO tooling, box
+prompted inference for camera traps (MegaDetector -> iWildCam masks) and notebooks.
+
+Conventions used throughout (docstrings restate them where it matters):
+  * boxes are normalized ``[ymin, xmin, ymax, xmax]`` floats unless a name says
+    otherwise (``*_abs`` = pixels, ``*_xywh`` = COCO/MegaDetector order);
+  * COCO category ids are 1-based and kept as-is end to end;
+  * images are ``uint8 [H, W, 3]`` RGB.
+
+Heavy modules (TensorFlow) are imported lazily so ``deepmac-nb --help`` is instant.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
