@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from deepmac_nb import __version__
 
 # name -> (module implementing it, one-line help). Order is the order in --help.
-COMMANDS: dict[str, tuple[str, str]] = {
-}
+COMMANDS: dict[str, tuple[str, str]] = {}
 
 
 class CliError(Exception):

@@ -26,11 +26,16 @@ def test_environment_yml_matches_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     listed = {_norm(r) for r in pip_list if not r.startswith("-e")}
-    assert listed == wanted, f"only in environment.yml: {listed - wanted}; only in pyproject: {wanted - listed}"
+    assert listed == wanted, (
+        f"only in environment.yml: {listed - wanted}; only in pyproject: {wanted - listed}"
+    )
 
 
 def test_core_pins():
-    deps = {_norm(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    deps = {
+        _norm(r)
+        for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
     assert "tensorflow~=2.20.0" in deps
     assert "tf-models-official==2.20.0" in deps
     assert "tf-keras~=2.20.0" in deps
@@ -38,11 +43,17 @@ def test_core_pins():
 
 def test_cli_version_and_help():
     out = subprocess.run(
-        [sys.executable, "-m", "deepmac_nb.cli", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "deepmac_nb.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert deepmac_nb.__version__ in out.stdout
     out = subprocess.run(
-        [sys.executable, "-m", "deepmac_nb.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "deepmac_nb.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     for name in cli.COMMANDS:
         assert name in out.stdout
@@ -55,7 +66,19 @@ def test_every_cli_command_module_builds_its_parser():
 
 
 def test_top_level_layout():
-    for name in ["deepmac_nb", "notebooks", "data", "tests", "benchmarks", "docs", "environment.yml",
-                 "pyproject.toml", "README.md", "Makefile", ".ci/run", "jupytext.toml"]:
+    for name in [
+        "deepmac_nb",
+        "notebooks",
+        "data",
+        "tests",
+        "benchmarks",
+        "docs",
+        "environment.yml",
+        "pyproject.toml",
+        "README.md",
+        "Makefile",
+        ".ci/run",
+        "jupytext.toml",
+    ]:
         assert (ROOT / name).exists(), name
     assert "make test" in (ROOT / ".ci/run").read_text()

@@ -1,0 +1,1 @@
+"""Data: sample-data locator, COCO -> TFRecords, the synthetic shapes set, tf.data input."""
