@@ -1,0 +1,1 @@
+"""Model pieces of DeepMAC: mask heads and the meta-architecture around them."""
