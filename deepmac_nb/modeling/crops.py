@@ -39,6 +39,12 @@ def sanitize_boxes(boxes: tf.Tensor) -> tf.Tensor:
     )
 
 
+def flatten_boxes(boxes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``[B, N, 4]`` boxes -> ``([B * N, 4] boxes, [B * N] image indices)``; row ``b * N + n``."""
+    shape = tf.shape(boxes)
+    return tf.reshape(boxes, [-1, 4]), tf.repeat(tf.range(shape[0]), shape[1])
+
+
 def crop_and_resize(
     features: tf.Tensor, boxes: tf.Tensor, size: int, method: str = "native"
 ) -> tf.Tensor:
@@ -49,27 +55,39 @@ def crop_and_resize(
       boxes: float32 ``[B, N, 4]`` normalized to the feature map.
       size: output side S.
       method: ``"native"`` (``tf.image.crop_and_resize``) or ``"matmul"`` (the same
-        numbers from two interpolation matmuls: only builtin TFLite ops, static shapes).
+        numbers from two interpolation matmuls: only builtin TFLite ops).
 
     Returns:
       float32 ``[B, N, S, S, C]``; samples outside the map are 0.
     """
+    flat, indices = flatten_boxes(boxes)
+    out = crop_and_resize_flat(features, flat, indices, size, method)
+    shape = tf.shape(boxes)
+    return tf.reshape(out, tf.concat([shape[:2], [size, size], tf.shape(features)[-1:]], 0))
+
+
+def crop_and_resize_flat(
+    features: tf.Tensor, boxes: tf.Tensor, indices: tf.Tensor, size: int, method: str = "native"
+) -> tf.Tensor:
+    """``crop_and_resize`` for a flat list of ``K`` boxes ``[K, 4]`` on images ``indices [K]``.
+
+    Returns float32 ``[K, S, S, C]``.
+    """
     if method == "matmul":
-        return _crop_and_resize_matmul(features, boxes, size)
+        height, width = tf.shape(features)[1], tf.shape(features)[2]
+        ky = _interpolation_matrix(boxes[:, 0], boxes[:, 2], size, height)  # [K, S, H]
+        kx = _interpolation_matrix(boxes[:, 1], boxes[:, 3], size, width)  # [K, S, W]
+        rows = tf.einsum("ksh,khwc->kswc", ky, tf.gather(features, indices))
+        return tf.einsum("ktw,kswc->kstc", kx, rows)
     if method != "native":
         raise ValueError(f"Unknown crop method {method!r}; use 'native' or 'matmul'.")
-    shape = tf.shape(boxes)
-    batch, num = shape[0], shape[1]
-    flat_boxes = tf.reshape(boxes, [-1, 4])
-    box_indices = tf.repeat(tf.range(batch), num)
-    crops = tf.image.crop_and_resize(
-        features, flat_boxes, box_indices, [size, size], method="bilinear", extrapolation_value=0.0
+    return tf.image.crop_and_resize(
+        features, boxes, indices, [size, size], method="bilinear", extrapolation_value=0.0
     )
-    return tf.reshape(crops, tf.concat([[batch, num, size, size], tf.shape(features)[-1:]], 0))
 
 
 def _interpolation_matrix(starts: tf.Tensor, ends: tf.Tensor, size: int, length) -> tf.Tensor:
-    """``[B, N, size, length]`` bilinear weights sampling ``size`` points on [start, end].
+    """``[K, size, length]`` bilinear weights sampling ``size`` points on [start, end].
 
     Point i sits at ``(start + i * (end - start) / (size - 1)) * (length - 1)`` pixels
     (one point at the box centre when ``size == 1``), matching crop_and_resize. Points
@@ -87,14 +105,6 @@ def _interpolation_matrix(starts: tf.Tensor, ends: tf.Tensor, size: int, length)
     return weights * tf.cast(inside, tf.float32)[..., None]
 
 
-def _crop_and_resize_matmul(features: tf.Tensor, boxes: tf.Tensor, size: int) -> tf.Tensor:
-    height, width = tf.shape(features)[1], tf.shape(features)[2]
-    ky = _interpolation_matrix(boxes[..., 0], boxes[..., 2], size, height)  # [B, N, S, H]
-    kx = _interpolation_matrix(boxes[..., 1], boxes[..., 3], size, width)  # [B, N, S, W]
-    rows = tf.einsum("bnsh,bhwc->bnswc", ky, features)
-    return tf.einsum("bntw,bnswc->bnstc", kx, rows)
-
-
 def coordinate_channels(num_boxes: tf.Tensor, size: int) -> tf.Tensor:
     """The two box-frame coordinate channels, identical for every box.
 
@@ -108,7 +118,7 @@ def coordinate_channels(num_boxes: tf.Tensor, size: int) -> tf.Tensor:
     return tf.tile(coords[None], [num_boxes, 1, 1, 1])
 
 
-def center_embeddings(embedding: tf.Tensor, boxes: tf.Tensor) -> tf.Tensor:
+def center_embeddings(embedding: tf.Tensor, boxes: tf.Tensor, indices=None) -> tf.Tensor:
     """Reads each box's instance embedding at its centre pixel.
 
     The centre cell is ``int((ymin + ymax) / 2 * H)`` (same for x), as in the reference,
@@ -117,18 +127,23 @@ def center_embeddings(embedding: tf.Tensor, boxes: tf.Tensor) -> tf.Tensor:
 
     Args:
       embedding: float32 ``[B, H, W, D]``.
-      boxes: float32 ``[B, N, 4]`` normalized to the map.
+      boxes: float32 ``[B, N, 4]`` normalized to the map, or ``[K, 4]`` with ``indices``.
+      indices: int32 ``[K]`` image index of each flat box, or None for ``[B, N, 4]``.
 
     Returns:
-      float32 ``[B, N, D]``.
+      float32 ``[B, N, D]`` (or ``[K, D]`` for flat boxes).
     """
+    if indices is None:
+        flat, flat_idx = flatten_boxes(boxes)
+        out = center_embeddings(embedding, flat, flat_idx)
+        return tf.reshape(out, tf.concat([tf.shape(boxes)[:2], tf.shape(embedding)[-1:]], 0))
     height, width = tf.shape(embedding)[1], tf.shape(embedding)[2]
-    y_c = (boxes[..., 0] + boxes[..., 2]) / 2.0 * tf.cast(height, tf.float32)
-    x_c = (boxes[..., 1] + boxes[..., 3]) / 2.0 * tf.cast(width, tf.float32)
+    y_c = (boxes[:, 0] + boxes[:, 2]) / 2.0 * tf.cast(height, tf.float32)
+    x_c = (boxes[:, 1] + boxes[:, 3]) / 2.0 * tf.cast(width, tf.float32)
     # Clip in float before the cast: int32 casts of huge floats are undefined.
     y_i = tf.cast(tf.clip_by_value(y_c, 0.0, tf.cast(height - 1, tf.float32)), tf.int32)
     x_i = tf.cast(tf.clip_by_value(x_c, 0.0, tf.cast(width - 1, tf.float32)), tf.int32)
-    return tf.gather_nd(embedding, tf.stack([y_i, x_i], axis=-1), batch_dims=1)
+    return tf.gather_nd(embedding, tf.stack([indices, y_i, x_i], axis=-1))
 
 
 def mask_head_inputs(
@@ -138,28 +153,31 @@ def mask_head_inputs(
     size: int,
     use_xy: bool = True,
     crop_method: str = "native",
+    indices: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """Builds the mask head input for every box: ``[coords | pixel crop | centre embedding]``.
 
     Args:
       pixel_embedding: float32 ``[B, H, W, P]``.
       instance_embedding: float32 ``[B, H, W, D]`` or None (no instance embedding).
-      boxes: float32 ``[B, N, 4]`` normalized to the maps (already sanitized).
+      boxes: float32 ``[B, N, 4]`` normalized to the maps (already sanitized), or a flat
+        ``[K, 4]`` list with ``indices``.
       size: crop side S.
       use_xy: prepend the two coordinate channels.
       crop_method: see ``crop_and_resize``.
+      indices: int32 ``[K]`` image index per flat box; None for ``[B, N, 4]`` boxes.
 
     Returns:
-      float32 ``[B * N, S, S, 2 + P + D]`` (2 only with ``use_xy``, D only with an
+      float32 ``[B * N (or K), S, S, 2 + P + D]`` (2 only with ``use_xy``, D only with an
       instance embedding); box ``n`` of image ``b`` is row ``b * N + n``.
     """
-    crops = crop_and_resize(pixel_embedding, boxes, size, method=crop_method)
-    crops = tf.reshape(crops, tf.concat([[-1, size, size], tf.shape(pixel_embedding)[-1:]], 0))
-    parts = [crops]
+    if indices is None:
+        boxes, indices = flatten_boxes(boxes)
+    parts = [crop_and_resize_flat(pixel_embedding, boxes, indices, size, crop_method)]
     if use_xy:
-        parts.insert(0, coordinate_channels(tf.shape(crops)[0], size))
+        parts.insert(0, coordinate_channels(tf.shape(boxes)[0], size))
     if instance_embedding is not None:
-        centers = center_embeddings(instance_embedding, boxes)
+        centers = center_embeddings(instance_embedding, boxes, indices)
         centers = tf.reshape(centers, [-1, 1, 1, instance_embedding.shape[-1]])
         parts.append(tf.tile(centers, [1, size, size, 1]))
     return tf.concat(parts, axis=-1)

@@ -86,12 +86,25 @@ class DeepMACModel(tf_keras.Model):
         return [self.stage_mask_logits(raw, i, boxes, training) for i in self.mask_stages(raw)]
 
     def stage_mask_logits(self, raw: dict, stage: int, boxes, training=None) -> tf.Tensor:
-        size = self._mask_cfg.mask_size
-        inst = raw[INSTANCE_EMB][stage] if INSTANCE_EMB in raw else None
-        inputs = mask_heads_input(self._mask_cfg, raw[PIXEL_EMB][stage], inst, boxes)
-        logits = self.mask_head(inputs, training=training)
+        """Mask logits ``[B, N, S, S]`` of one stage for boxes ``[B, N, 4]``."""
+        flat, indices = crops.flatten_boxes(boxes)
+        logits = self.flat_mask_logits(raw, stage, flat, indices, training)
         shape = tf.shape(boxes)
+        size = self._mask_cfg.mask_size
         return tf.reshape(logits, [shape[0], shape[1], size, size])
+
+    def flat_mask_logits(self, raw: dict, stage: int, boxes, indices, training=None) -> tf.Tensor:
+        """Mask logits ``[K, S, S]`` for a flat box list ``[K, 4]`` on images ``indices [K]``.
+
+        Training uses this to run the mask head only on instances that carry mask loss.
+        """
+        cfg = self._mask_cfg
+        inst = raw[INSTANCE_EMB][stage] if cfg.instance_embedding_dim > 0 else None
+        inputs = crops.mask_head_inputs(
+            raw[PIXEL_EMB][stage], inst, boxes, cfg.mask_size, use_xy=cfg.use_xy,
+            crop_method=cfg.crop_method, indices=indices,
+        )  # fmt: skip
+        return self.mask_head(inputs, training=training)
 
     def decode(self, raw: dict) -> dict:
         """CenterNet decoding of the last stage: top-k peaks -> model-frame boxes."""
@@ -138,18 +151,6 @@ class DeepMACModel(tf_keras.Model):
         dets["detection_masks"] = tf.sigmoid(logits)
         dets["detection_boxes"] = preprocess.model_to_image_boxes(dets["detection_boxes"], valid)
         return dets
-
-
-def mask_heads_input(mask_cfg, pixel_embedding, instance_embedding, boxes) -> tf.Tensor:
-    """``crops.mask_head_inputs`` with the settings of a ``MaskConfig``."""
-    return crops.mask_head_inputs(
-        pixel_embedding,
-        instance_embedding if mask_cfg.instance_embedding_dim > 0 else None,
-        boxes,
-        mask_cfg.mask_size,
-        use_xy=mask_cfg.use_xy,
-        crop_method=mask_cfg.crop_method,
-    )
 
 
 def _build_backbone(config: DeepMACModelConfig) -> tf_keras.Model:

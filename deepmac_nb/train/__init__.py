@@ -1,0 +1,1 @@
+"""Training: the Model Garden task, losses, named experiments and the ``train`` command."""

@@ -1,0 +1,77 @@
+"""Task and data configs of Deep-MAC training (Model Garden ``hyperparams`` dataclasses)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from official.core import config_definitions as cfg
+from official.modeling import hyperparams
+
+from deepmac_nb.modeling.config import DeepMACModelConfig
+
+
+@dataclasses.dataclass
+class ParserConfig(hyperparams.Config):
+    """Augmentation of the training input (the paper's recipe by default)."""
+
+    aug_rand_hflip: bool = True
+    aug_color: bool = True
+    aug_scale_min: float = 0.6
+    aug_scale_max: float = 1.3
+    gaussian_iou: float = 0.7
+
+
+@dataclasses.dataclass
+class DataConfig(cfg.DataConfig):
+    """TFRecords written by ``deepmac-nb prepare``; ``input_path`` may be a glob."""
+
+    input_path: str = ""
+    global_batch_size: int = 8
+    is_training: bool = True
+    dtype: str = "float32"
+    shuffle_buffer_size: int = 1000
+    file_type: str = "tfrecord"
+    drop_remainder: bool = True
+    parser: ParserConfig = dataclasses.field(default_factory=ParserConfig)
+
+
+@dataclasses.dataclass
+class LossConfig(hyperparams.Config):
+    """Loss weights (reference values) and the mask-branch sampling switch."""
+
+    object_center_weight: float = 1.0
+    scale_weight: float = 0.1
+    offset_weight: float = 1.0
+    mask_weight: float = 5.0
+    # Run the mask head only on instances that carry mask loss (dynamic shapes).
+    # Exactly the same loss and gradients; set False on TPUs.
+    mask_valid_only: bool = True
+
+
+@dataclasses.dataclass
+class DeepMACTaskConfig(cfg.TaskConfig):
+    """Partially supervised Deep-MAC training.
+
+    Attributes:
+      allowed_mask_classes: the split with mask labels: a name of
+        ``deepmac_nb.splits.SPLITS`` (``voc``, ``non_voc``, ``all``, ``seen``...) or
+        comma-separated ids. Instances of other classes get boxes but no mask loss.
+      dataset: ``shapes`` or ``coco_mini`` makes the ``train`` command prepare the
+        TFRecords on first use and fill in the input paths; empty = use the paths.
+      annotation_file: COCO JSON of the validation set (for mask AP evaluation).
+      init_checkpoint_modules: ``backbone`` (fine-tuning: restores the backbone only,
+        so a different class count never breaks the restore) or ``all``.
+    """
+
+    model: DeepMACModelConfig = dataclasses.field(default_factory=DeepMACModelConfig)
+    train_data: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(is_training=True))
+    validation_data: DataConfig = dataclasses.field(
+        default_factory=lambda: DataConfig(is_training=False, drop_remainder=False)
+    )
+    losses: LossConfig = dataclasses.field(default_factory=LossConfig)
+    allowed_mask_classes: str = "all"
+    dataset: str = ""
+    annotation_file: str = ""
+    validation_images: str = ""
+    init_checkpoint: str = ""
+    init_checkpoint_modules: str = "backbone"

@@ -1,0 +1,148 @@
+"""Deep-MAC as a Model Garden ``Task``: inputs, model, losses, train and validation steps.
+
+Runs under any ``tf.distribute`` strategy through ``official.core.train_lib``: the
+per-replica loss is divided by the number of replicas before the gradient, as Model
+Garden's own tasks do. Register it (and the experiments) with
+``deepmac_nb.train.experiments.register()``; nothing is registered on import.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras
+from absl import logging
+from official.core import base_task, input_reader
+from official.vision.dataloaders import tf_example_decoder
+
+from deepmac_nb import splits
+from deepmac_nb.data import pipeline
+from deepmac_nb.modeling import deepmac_model
+from deepmac_nb.train import losses as loss_lib
+from deepmac_nb.train.config import DataConfig, DeepMACTaskConfig
+
+LOSS_NAMES = ("total_loss", "center_loss", "scale_loss", "offset_loss", "mask_loss")
+
+
+class DeepMACTask(base_task.Task):
+    """Partially supervised Deep-MAC (CenterNet + deep mask head) training task."""
+
+    def __init__(self, params: DeepMACTaskConfig, logging_dir: str | None = None, name=None):
+        super().__init__(params, logging_dir=logging_dir, name=name)
+        self._allowed_ids = allowed_mask_ids(params.allowed_mask_classes)
+
+    def build_model(self) -> tf_keras.Model:
+        model = deepmac_model.build_deepmac_model(self.task_config.model)
+        size = self.task_config.model.input_size
+        model(tf.zeros([1, *size]), training=False)  # create all variables up front
+        return model
+
+    def parser_settings(self, params: DataConfig) -> pipeline.ParserSettings:
+        model = self.task_config.model
+        p = params.parser
+        return pipeline.ParserSettings(
+            input_size=tuple(model.input_size[:2]),
+            num_classes=model.num_classes,
+            max_num_instances=model.max_num_instances,
+            mask_size=model.mask.mask_size,
+            allowed_mask_ids=self._allowed_ids,
+            gaussian_iou=p.gaussian_iou,
+            aug_rand_hflip=p.aug_rand_hflip,
+            aug_color=p.aug_color,
+            aug_scale_min=p.aug_scale_min,
+            aug_scale_max=p.aug_scale_max,
+        )
+
+    def build_inputs(self, params: DataConfig, input_context=None) -> tf.data.Dataset:
+        if not params.input_path:
+            raise ValueError(
+                "No input_path: set train_data.input_path / validation_data.input_path to "
+                "TFRecords from `deepmac-nb prepare`, or use an experiment with `dataset`."
+            )
+        decoder = tf_example_decoder.TfExampleDecoder(include_mask=True)
+        parser = pipeline.DeepMACParser(self.parser_settings(params))
+        reader = input_reader.InputReader(
+            params,
+            dataset_fn=tf.data.TFRecordDataset,
+            decoder_fn=decoder.decode,
+            parser_fn=parser.parse_fn(params.is_training),
+        )
+        return reader.read(input_context=input_context)
+
+    def initialize(self, model: tf_keras.Model):
+        """Restores ``init_checkpoint``: the backbone only, or every sub-model."""
+        path = self.task_config.init_checkpoint
+        if not path:
+            return
+        if tf.io.gfile.isdir(path):
+            path = tf.train.latest_checkpoint(path)
+        if self.task_config.init_checkpoint_modules == "all":
+            status = tf.train.Checkpoint(**model.checkpoint_items).read(path)
+        else:
+            status = tf.train.Checkpoint(backbone=model.backbone).read(path)
+        status.expect_partial().assert_existing_objects_matched()
+        logging.info("Initialized %s from %s", self.task_config.init_checkpoint_modules, path)
+
+    def build_losses(self, outputs: dict, labels: dict, model=None, training=None) -> dict:
+        """All loss terms; ``model`` is needed for the mask branch (it runs on GT boxes)."""
+        raw = outputs["raw_output"]
+        weights = self.task_config.losses
+        terms = {
+            "center_loss": loss_lib.center_loss(raw["ct_heatmaps"], labels),
+            "scale_loss": loss_lib.regression_loss(raw["ct_size"], labels["ct_size"], labels),
+            "offset_loss": loss_lib.regression_loss(raw["ct_offset"], labels["ct_offset"], labels),
+            "mask_loss": self._mask_loss(model, raw, labels, training),
+        }
+        terms["total_loss"] = (
+            weights.object_center_weight * terms["center_loss"]
+            + weights.scale_weight * terms["scale_loss"]
+            + weights.offset_weight * terms["offset_loss"]
+            + weights.mask_weight * terms["mask_loss"]
+        )
+        return terms
+
+    def _mask_loss(self, model, raw: dict, labels: dict, training) -> tf.Tensor:
+        indices, weights = loss_lib.supervised_instances(
+            labels, self.task_config.losses.mask_valid_only
+        )
+        boxes = tf.gather_nd(labels["boxes"], indices)
+        targets = tf.gather_nd(labels["mask_targets"], indices)
+        stages = model.mask_stages(raw)
+        total = 0.0
+        for stage in stages:
+            logits = model.flat_mask_logits(raw, stage, boxes, indices[:, 0], training)
+            total += loss_lib.mask_loss(logits, targets, weights)
+        return total / float(len(stages))
+
+    def build_metrics(self, training: bool = True):
+        return [tf_keras.metrics.Mean(name, dtype=tf.float32) for name in LOSS_NAMES]
+
+    def train_step(self, inputs, model, optimizer, metrics=None):
+        images, labels = inputs
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            outputs = model(images, training=True)
+            terms = self.build_losses(outputs, labels, model=model, training=True)
+            total = terms["total_loss"] + tf.add_n(model.losses or [tf.constant(0.0)])
+            scaled = total / replicas
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables, strict=True))
+        return self._logs(terms, metrics)
+
+    def validation_step(self, inputs, model, metrics=None):
+        images, labels = inputs
+        outputs = model(images, training=False)
+        terms = self.build_losses(outputs, labels, model=model, training=False)
+        return self._logs(terms, metrics)
+
+    def _logs(self, terms: dict, metrics) -> dict:
+        logs = {self.loss: terms["total_loss"]}
+        for metric in metrics or []:
+            metric.update_state(terms[metric.name])
+        return logs
+
+
+def allowed_mask_ids(spec: str) -> tuple[int, ...]:
+    """Resolves ``allowed_mask_classes``; ``all`` (or empty) means no restriction: ``()``."""
+    if not spec or spec == "all":
+        return ()
+    return splits.resolve_split(spec)
