@@ -17,7 +17,20 @@ from collections.abc import Sequence
 from deepmac_nb import __version__
 
 # name -> (module implementing it, one-line help). Order is the order in --help.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": (
+        "deepmac_nb.train.train_cli",
+        "train Deep-MAC (partially supervised) on TPU, GPU(s) or CPU; rerun to resume",
+    ),
+    "prepare": (
+        "deepmac_nb.data.prepare_cli",
+        "convert COCO-format data or generate the synthetic shapes set into TFRecords",
+    ),
+    "evaluate": (
+        "deepmac_nb.evaluation.evaluate_cli",
+        "COCO mask/box AP split into seen and unseen classes, for a model or a classical baseline",
+    ),
+}
 
 
 class CliError(Exception):

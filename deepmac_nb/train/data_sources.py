@@ -1,0 +1,88 @@
+"""Data the CPU experiments find or build themselves (``task.dataset``).
+
+``shapes``: the synthetic set is generated on first use into the cache and reused.
+``coco_mini``: the real sample photos (``deepmac_nb.data.samples``) are converted to
+TFRecords on first use. Explicit ``input_path`` settings always win.
+
+The cache is ``$DEEPMAC_NB_CACHE`` (default ``~/.cache/deepmac_nb``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from official.core import config_definitions as cfg
+
+from deepmac_nb.data import samples
+
+SHAPES_TRAIN_IMAGES = 1000
+SHAPES_VAL_IMAGES = 200
+SHAPES_IMAGE_SIZE = 256
+COCO_MINI_TRAIN = ("train_exhaustive", "train_coco128seg")
+COCO_MINI_VAL = "val_dev"
+
+
+def cache_root() -> Path:
+    """The folder for generated data and converted TFRecords."""
+    default = Path.home() / ".cache" / "deepmac_nb"
+    return Path(os.environ.get("DEEPMAC_NB_CACHE", default)).expanduser()
+
+
+def prepare_experiment_data(params: cfg.ExperimentConfig) -> cfg.ExperimentConfig:
+    """Fills ``input_path`` / ``annotation_file`` for experiments with a ``dataset``."""
+    task = params.task
+    if not task.dataset or task.train_data.input_path:
+        return params
+    if task.dataset == "shapes":
+        train, val, ann, images = _shapes()
+    elif task.dataset == "coco_mini":
+        train, val, ann, images = _coco_mini()
+    else:
+        raise ValueError(f"Unknown task.dataset {task.dataset!r}; use 'shapes' or 'coco_mini'.")
+    task.train_data.input_path = train
+    task.validation_data.input_path = task.validation_data.input_path or val
+    task.annotation_file = task.annotation_file or ann
+    task.validation_images = task.validation_images or images
+    return params
+
+
+def _shapes() -> tuple[str, str, str, str]:
+    from deepmac_nb.data import shapes  # lazy: only this dataset needs the generator
+
+    paths = shapes.ensure_shapes_dataset(
+        cache_root() / "shapes",
+        num_train=SHAPES_TRAIN_IMAGES,
+        num_val=SHAPES_VAL_IMAGES,
+        image_size=SHAPES_IMAGE_SIZE,
+        workers=os.cpu_count() or 1,
+        tfrecords=True,
+    )
+    records = paths.tfrecords_dir
+    return (
+        str(records / "train-*.tfrecord"),
+        str(records / "val-*.tfrecord"),
+        str(paths.val_json),
+        str(paths.images_dir),
+    )
+
+
+def _convert_once(name: str, out_dir: Path) -> str:
+    """Converts one COCO-mini file unless a matching summary says it is already done."""
+    from deepmac_nb.data import coco_tfrecord
+
+    source = samples.coco_mini(name)
+    summary = out_dir / f"{name}-summary.json"
+    done = summary.exists() and json.loads(summary.read_text()).get("shards")
+    if not done:
+        coco_tfrecord.convert_coco(source.annotations, source.images, out_dir, prefix=name)
+    return str(out_dir / f"{name}-*.tfrecord")
+
+
+def _coco_mini() -> tuple[str, str, str, str]:
+    out_dir = cache_root() / "coco_mini"
+    train = ",".join(_convert_once(name, out_dir) for name in COCO_MINI_TRAIN)
+    val = _convert_once(COCO_MINI_VAL, out_dir)
+    val_set = samples.coco_mini(COCO_MINI_VAL)
+    return train, val, str(val_set.annotations), str(val_set.images)

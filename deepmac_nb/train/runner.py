@@ -1,0 +1,101 @@
+"""Runs an experiment under the right ``tf.distribute`` strategy (Python API of ``train``).
+
+Example (from a notebook):
+    >>> from deepmac_nb.train import experiments, runner
+    >>> params = experiments.get_experiment("deepmac_shapes_quick")     # doctest: +SKIP
+    >>> runner.train(params, "runs/quick")                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+from absl import logging
+from official.common import distribute_utils
+from official.core import task_factory, train_lib, train_utils
+
+from deepmac_nb.cli import CliError
+from deepmac_nb.train import data_sources, experiments
+
+
+def _try_tpu(address: str | None):
+    """A TPUStrategy if a TPU answers, else None (resolver and init errors both caught)."""
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address or "local")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError, KeyError) as exc:
+        logging.info("No TPU (%s): %s", type(exc).__name__, exc)
+        return None
+
+
+def select_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute.Strategy:
+    """``auto``: TPU, else all GPUs (mirrored when > 1), else the CPU.
+
+    ``tpu``, ``mirrored``, ``multi_worker`` (reads ``TF_CONFIG``), ``one_device`` and
+    ``cpu`` force a choice.
+    """
+    if name == "auto":
+        strategy = _try_tpu(tpu) if tpu or _has_tpu_hint() else None
+        if strategy is not None:
+            return strategy
+        gpus = tf.config.list_logical_devices("GPU")
+        if len(gpus) > 1:
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    if name == "tpu":
+        return distribute_utils.get_distribution_strategy("tpu", tpu_address=tpu or "local")
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.OneDeviceStrategy("/cpu:0" if name == "cpu" else _first_device())
+
+
+def _has_tpu_hint() -> bool:
+    """Cheap check before the (slow) TPU resolver: Colab/Kaggle TPU VMs set these."""
+    import os
+
+    return any(k in os.environ for k in ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE"))
+
+
+def _first_device() -> str:
+    return "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
+
+
+def train(params, model_dir, mode: str = "train", strategy: str = "auto", tpu=None):
+    """Prepares data if needed, then trains/evaluates with Model Garden's train loop.
+
+    Returns ``(model, eval_logs)``. A non-finite loss raises ``CliError`` naming the
+    step; the latest checkpoint is then the last good one.
+    """
+    experiments.register()
+    params = data_sources.prepare_experiment_data(params)
+    model_dir = str(model_dir)
+    Path(model_dir).mkdir(parents=True, exist_ok=True)
+    train_utils.serialize_config(params, model_dir)
+    dist = select_strategy(strategy, tpu)
+    logging.info("Strategy %s with %d replica(s)", type(dist).__name__, dist.num_replicas_in_sync)
+    with dist.scope():
+        task = task_factory.get_task(params.task, logging_dir=model_dir)
+    orbit_runner = train_lib.OrbitExperimentRunner(
+        distribution_strategy=dist, task=task, mode=mode, params=params, model_dir=model_dir
+    )
+    try:
+        return orbit_runner.run()
+    except RuntimeError as exc:
+        if "loss value" not in str(exc):
+            raise
+        step = int(orbit_runner.trainer.global_step.numpy())
+        raise CliError(_nonfinite_message(model_dir, step, exc)) from exc
+
+
+def _nonfinite_message(model_dir: str, step: int, exc: Exception) -> str:
+    latest = tf.train.latest_checkpoint(model_dir)
+    return (
+        f"training stopped at step {step}: {exc} The latest checkpoint is the last good one "
+        f"({latest or 'none yet'}). Lower the learning rate or check the data, then rerun "
+        "the same command to resume from it."
+    )
