@@ -13,10 +13,16 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from pathlib import Path
+from urllib import request
+
+from deepmac_nb import _io
 
 ENV_VAR = "DEEPMAC_NB_DATA"
+DEFAULT_CACHE = Path("~/.cache/deepmac_nb")
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 COCO_MINI_SPLITS = ("train_exhaustive", "train_coco128seg", "val_dev")
@@ -98,3 +104,34 @@ def camera_traps(name: str = "mdv5") -> CameraTrapSet:
         detections=_require(root / CAMERA_TRAP_DETECTIONS[name]),
         images=_require(root / "images"),
     )
+
+
+def _fetch(url: str, dest: Path, size: int | None, sha256: str | None) -> None:
+    """Downloads ``url`` to ``dest`` atomically; a size or checksum mismatch leaves nothing."""
+    with request.urlopen(url, timeout=60) as response:
+        data = response.read()
+    if size is not None and len(data) != size:
+        raise OSError(f"{url}: got {len(data)} bytes, expected {size}")
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256.lower():
+        raise OSError(f"{url}: sha256 mismatch")
+    _io.write_bytes(dest, data)
+
+
+def download_coco_mini(
+    dest: str | os.PathLike | None = None, annotations: str | os.PathLike | None = None
+) -> Path:
+    """For users with internet: fetches each image of a COCO JSON by its ``coco_url``.
+
+    Images land in ``<dest>/coco_mini/images/`` (default ``~/.cache/deepmac_nb``); those
+    already there are kept, so an interrupted run resumes. An image record's optional
+    ``file_size`` / ``sha256`` fields are checked. ``annotations`` defaults to the three
+    COCO-mini JSON files. Returns the images folder.
+    """
+    images = Path(dest or DEFAULT_CACHE).expanduser() / "coco_mini" / "images"
+    files = [annotations] if annotations else [coco_mini(s).annotations for s in COCO_MINI_SPLITS]
+    for path in files:
+        for image in json.loads(Path(path).read_text(encoding="utf-8"))["images"]:
+            target = images / Path(image["file_name"]).name
+            if not target.exists():
+                _fetch(image["coco_url"], target, image.get("file_size"), image.get("sha256"))
+    return images
