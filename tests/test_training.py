@@ -180,7 +180,10 @@ def test_resume_after_sigkill(tiny_shapes, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     # It continued from the checkpoint rather than starting over.
-    assert re.search(rf"train \| step:\s+{killed_at} \| training until step {killed_at + 4}", done.stderr)
+    assert re.search(
+        rf"train \| step:\s+{killed_at} \| training until step {killed_at + 4}",
+        done.stderr + done.stdout,
+    )
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith(f"ckpt-{killed_at + 4}")
     reader = tf.train.load_checkpoint(str(tmp_path))
     iterations = [k for k in reader.get_variable_to_shape_map() if k.startswith("optimizer/iter")]

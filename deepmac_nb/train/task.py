@@ -33,7 +33,9 @@ class DeepMACTask(base_task.Task):
     def build_model(self) -> tf_keras.Model:
         model = deepmac_model.build_deepmac_model(self.task_config.model)
         size = self.task_config.model.input_size
-        model(tf.zeros([1, *size]), training=False)  # create all variables up front
+        # Create every variable (the mask head's too) before any checkpoint restore, so
+        # restores match eagerly instead of relying on deferred restoration.
+        model(tf.zeros([1, *size]), boxes=tf.zeros([1, 1, 4]), training=False)
         return model
 
     def parser_settings(self, params: DataConfig) -> pipeline.ParserSettings:

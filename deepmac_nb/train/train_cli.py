@@ -86,7 +86,12 @@ def mark_model_dir(model_dir: Path, experiment: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from absl import logging
+
     from deepmac_nb.train import runner
+
+    # Model Garden reports progress ("train | step: N | steps/sec ...") through absl.
+    logging.set_verbosity(logging.INFO)
 
     model_dir = Path(args.model_dir)
     check_model_dir(model_dir, args.experiment)
