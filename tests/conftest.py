@@ -7,7 +7,7 @@ import os
 # Keep TensorFlow's C++ chatter out of test logs; must be set before TF is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")
