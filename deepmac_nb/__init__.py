@@ -17,4 +17,13 @@ Heavy modules (TensorFlow) are imported lazily so ``deepmac-nb --help`` is insta
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["Predictor", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy so that `import deepmac_nb` (and the CLI's --help) does not import TensorFlow.
+    if name == "Predictor":
+        from deepmac_nb.inference.predictor import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'deepmac_nb' has no attribute {name!r}")

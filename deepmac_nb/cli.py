@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "deepmac_nb.evaluation.evaluate_cli",
         "COCO mask/box AP split into seen and unseen classes, for a model or a classical baseline",
     ),
+    "export": ("deepmac_nb.inference.export_cli", "model dir -> SavedModel or builtin TFLite"),
+    "segment": ("deepmac_nb.inference.segment_cli", "MegaDetector boxes -> iWildCam masks"),
 }
 
 

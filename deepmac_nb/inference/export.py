@@ -1,0 +1,239 @@
+"""Model artifacts: training model dirs in, SavedModel and builtin-ops TFLite out.
+
+* A *model dir* is what Model Garden's train loop writes: ``params.yaml`` (the experiment
+  config; the model is under ``task.model``) and ``ckpt-<step>`` checkpoints whose item
+  ``model`` is the Keras ``DeepMACModel``.
+* The *SavedModel* has the official DeepMAC signature ``serving_default``: inputs
+  ``input_tensor`` uint8 ``[1, H, W, 3]`` and ``boxes`` float32 ``[1, N, 4]`` normalized
+  ``[ymin, xmin, ymax, xmax]`` to the given image; outputs ``detection_masks`` float32
+  ``[1, N, S, S]`` (sigmoid, each box's frame) plus the model's own detections
+  (``detection_boxes`` image frame, ``detection_scores``, ``detection_classes`` float32
+  1-based, ``num_detections`` float32), as the OD API exports them.
+* The *TFLite* model uses builtin ops only, with static shapes: inputs ``image`` float32
+  ``[1, H_in, W_in, 3]`` already resized, normalized and padded by
+  ``preprocess.resize_and_pad`` and ``boxes`` float32 ``[1, K, 4]`` in the padded model
+  frame (``preprocess.image_to_model_boxes``), sanitized, zero-padded to K; output
+  ``detection_masks`` ``[1, K, S, S]``. ``Predictor.from_tflite`` does that Python side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import tensorflow as tf
+import yaml
+
+from deepmac_nb import _io
+from deepmac_nb.modeling import crops, preprocess
+from deepmac_nb.modeling.config import DeepMACModelConfig
+from deepmac_nb.modeling.deepmac_model import DeepMACModel, build_deepmac_model
+
+PARAMS_FILE = "params.yaml"
+SIGNATURE = "serving_default"
+DEFAULT_TFLITE_BOXES = 16
+
+
+def model_config_from_params(params: dict) -> DeepMACModelConfig:
+    """``DeepMACModelConfig`` from a parsed ``params.yaml`` (its ``task.model`` block)."""
+    model_params = (params or {}).get("task", {}).get("model")
+    if not isinstance(model_params, dict):
+        raise ValueError(f"{PARAMS_FILE} has no 'task: model:' block with the model config.")
+    config = DeepMACModelConfig()
+    config.override(model_params, is_strict=False)
+    return config
+
+
+def _built(config: DeepMACModelConfig) -> DeepMACModel:
+    """Builds a model and creates all its variables with one call on zeros (with a box)."""
+    model = build_deepmac_model(config)
+    height, width = model.input_hw
+    model(tf.zeros([1, height, width, 3]), boxes=tf.zeros([1, 1, 4]), training=False)
+    return model
+
+
+def load_model_dir(
+    model_dir: str | Path, crop_method: str | None = None, input_px: int | None = None
+) -> DeepMACModel:
+    """Builds the model of ``params.yaml`` and restores the latest ``ckpt-*`` of ``model_dir``.
+
+    ``crop_method`` / ``input_px`` override ``mask.crop_method`` / the square input size
+    (the network is fully convolutional, so the weights fit any input size).
+    Raises ``ValueError`` when the folder, its config or a matching checkpoint is missing.
+    """
+    model_dir = Path(model_dir)
+    params_path = model_dir / PARAMS_FILE
+    if not params_path.is_file():
+        raise ValueError(f"{model_dir} is not a model dir: no {PARAMS_FILE} in it.")
+    config = model_config_from_params(yaml.safe_load(params_path.read_text()))
+    _apply_overrides(config, crop_method, input_px)
+    checkpoint = tf.train.latest_checkpoint(str(model_dir))
+    if checkpoint is None:
+        raise ValueError(f"{model_dir} has {PARAMS_FILE} but no checkpoint (ckpt-<step>).")
+    model = _built(config)
+    try:
+        status = tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as exc:  # missing variables / wrong shapes
+        raise ValueError(f"{checkpoint} does not match the model of {params_path}: {exc}") from exc
+    return model
+
+
+def _apply_overrides(config, crop_method: str | None, input_px: int | None) -> None:
+    if crop_method is not None:
+        config.mask.crop_method = crop_method
+    if input_px is not None:
+        config.input_size = [int(input_px), int(input_px), 3]
+
+
+def save_model_dir(model: DeepMACModel, model_dir: str | Path, step: int = 1) -> Path:
+    """Writes ``model`` as a model dir (``params.yaml`` + ``ckpt-<step>``), as training does.
+
+    For tests and demos; ``load_model_dir`` reads it back. The model must be built.
+    """
+    model_dir = Path(model_dir)
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model), str(model_dir), max_to_keep=1
+    )
+    manager.save(checkpoint_number=step)
+    params = {"task": {"model": model.config.as_dict()}}
+    _io.write_text(model_dir / PARAMS_FILE, yaml.safe_dump(params, sort_keys=False))
+    return model_dir
+
+
+def rebuild(model: DeepMACModel, crop_method: str | None = None, input_px: int | None = None):
+    """A copy of ``model`` with the same weights and a different crop method / input size."""
+    config = DeepMACModelConfig()
+    config.override(model.config.as_dict(), is_strict=False)
+    _apply_overrides(config, crop_method, input_px)
+    clone = _built(config)
+    weights = model.get_weights()
+    if [w.shape for w in clone.get_weights()] != [w.shape for w in weights]:
+        raise ValueError("rebuild: the model's weights do not fit its own config; call it once.")
+    clone.set_weights(weights)
+    return clone
+
+
+def image_masks_and_raw(model: DeepMACModel, image: tf.Tensor, boxes: tf.Tensor):
+    """One forward pass for one image: ``(masks [N, S, S], raw head outputs, valid [2])``.
+
+    ``image`` uint8 ``[H, W, 3]``; ``boxes`` float32 ``[N, 4]`` normalized to the image;
+    masks are sigmoid probabilities in each box's frame. Traceable (any H, W, N).
+    """
+    inputs, valid = preprocess.resize_and_pad(image, model.input_hw)
+    raw = model.head(model.backbone(inputs[None], training=False), training=False)
+    model_boxes = crops.sanitize_boxes(preprocess.image_to_model_boxes(boxes, valid))
+    last = model.mask_stages(raw)[-1]
+    logits = model.stage_mask_logits(raw, last, model_boxes[None], False)
+    return tf.sigmoid(logits[0]), raw, valid
+
+
+def serving_function(model: DeepMACModel) -> tf.types.experimental.ConcreteFunction:
+    """The official-DeepMAC-signature concrete function (see the module docstring)."""
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor"),
+            tf.TensorSpec([1, None, 4], tf.float32, name="boxes"),
+        ]
+    )
+    def serve(input_tensor, boxes):
+        masks, raw, valid = image_masks_and_raw(model, input_tensor[0], boxes[0])
+        dets = model.decode(raw)
+        return {
+            "detection_masks": masks[None],
+            "detection_boxes": preprocess.model_to_image_boxes(dets["detection_boxes"], valid),
+            "detection_scores": dets["detection_scores"],
+            "detection_classes": tf.cast(dets["detection_classes"], tf.float32),
+            "num_detections": tf.cast(dets["num_detections"], tf.float32),
+        }
+
+    return serve.get_concrete_function()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yields a temp folder beside ``path``; on success it replaces ``path`` by renames.
+
+    An existing ``path`` is moved aside first and deleted only after the new folder is in
+    place, so a crash leaves either the old or the new folder (plus ``.tmp-*`` litter).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        old = path.with_name(f".old-{path.name}.{tmp.name[-8:]}") if path.exists() else None
+        if old is not None:
+            path.rename(old)
+        try:
+            tmp.rename(path)
+        except OSError:
+            if old is not None:
+                old.rename(path)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_saved_model(model: DeepMACModel, out_dir: str | Path) -> Path:
+    """Writes ``model`` as a SavedModel with the official DeepMAC signature, atomically.
+
+    Only the variables and the traced graph are saved (no Keras metadata), so loading
+    needs nothing but TensorFlow: ``tf.saved_model.load(out_dir).signatures[...]``.
+    """
+    root = tf.Module()
+    root.model_variables = list(model.variables)  # tracks what the graph captures
+    concrete = serving_function(model)
+    with atomic_dir(out_dir) as tmp:
+        tf.saved_model.save(root, str(tmp), signatures={SIGNATURE: concrete})
+    return Path(out_dir)
+
+
+def tflite_function(model: DeepMACModel, max_boxes: int):
+    """Static-shape masks function of a ``crop_method="matmul"`` model (module docstring)."""
+    height, width = model.input_hw
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([1, height, width, 3], tf.float32, name="image"),
+            tf.TensorSpec([1, max_boxes, 4], tf.float32, name="boxes"),
+        ]
+    )
+    def masks(image, boxes):
+        raw = model.head(model.backbone(image, training=False), training=False)
+        last = model.mask_stages(raw)[-1]
+        # Boxes arrive sanitized: sanitize_boxes' is_finite has no builtin TFLite op.
+        logits = model.stage_mask_logits(raw, last, boxes, False)
+        return {"detection_masks": tf.sigmoid(logits)}
+
+    return masks.get_concrete_function()
+
+
+def export_tflite(
+    model: DeepMACModel, out_path: str | Path, max_boxes: int = DEFAULT_TFLITE_BOXES
+) -> Path:
+    """Writes a builtin-ops-only TFLite model of ``model``'s box -> mask path, atomically.
+
+    The graph is traced from a ``crop_method="matmul"`` copy of ``model`` (same weights):
+    ``tf.image.crop_and_resize`` has no builtin TFLite kernel. ``max_boxes`` is the fixed
+    box count K per invocation. Raises ``ValueError`` if conversion needs non-builtin ops.
+    """
+    if max_boxes < 1:
+        raise ValueError(f"max_boxes must be >= 1, got {max_boxes}.")
+    matmul_model = rebuild(model, crop_method="matmul")
+    root = tf.Module()
+    root.model_variables = list(matmul_model.variables)
+    concrete = tflite_function(matmul_model, max_boxes)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], root)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    try:
+        data = converter.convert()
+    except Exception as exc:  # the converter raises its own ConverterError types
+        raise ValueError(f"TFLite conversion with builtin ops only failed: {exc}") from exc
+    return _io.write_bytes(out_path, data)

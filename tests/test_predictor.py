@@ -1,0 +1,160 @@
+"""Predictor: model dirs in, [N, H, W] masks out, traced once, bad input refused clearly."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+import deepmac_nb
+from deepmac_nb.inference import export
+from deepmac_nb.inference.predictor import Predictor, box_bucket
+from deepmac_nb.modeling import config as cfg_lib
+from deepmac_nb.modeling import crops
+
+BOXES = np.array(
+    [[0.1, 0.1, 0.6, 0.4], [0.5, 0.5, 0.5, 0.5], [np.nan, 0, 1, 1], [-1, -1, 2, 2]], np.float32
+)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    model = export._built(cfg_lib.tiny_model_config(image_size=64))
+    return model, export.save_model_dir(model, tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    return Predictor.from_model_dir(model_dir[1])
+
+
+def _image(height, width, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+
+
+def test_model_dir_round_trip(model_dir, predictor):
+    model, _ = model_dir
+    image = _image(50, 90)
+    want = model.predict_masks(image[None], BOXES[None]).numpy()[0]
+    np.testing.assert_allclose(predictor.predict_box_masks(image, BOXES), want, atol=1e-6)
+    assert predictor.backend == "keras" and predictor.mask_size == 16
+
+
+def test_predict_is_pasted_box_masks(predictor):
+    image = _image(50, 90)
+    masks = predictor.predict(image, BOXES)
+    assert masks.shape == (4, 50, 90) and masks.dtype == np.float32
+    assert np.isfinite(masks).all() and masks.min() >= 0 and masks.max() <= 1
+    box_masks = predictor.predict_box_masks(image, BOXES)
+    want = crops.paste_masks(box_masks, crops.sanitize_boxes(BOXES), 50, 90).numpy()
+    np.testing.assert_allclose(masks, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(50, 90, 3), (120, 40, 3), (1, 1, 3), (300, 17, 3)])
+def test_any_image_size_and_zero_boxes(predictor, shape):
+    image = _image(*shape[:2])
+    assert predictor.predict(image, BOXES[:2]).shape == (2, *shape[:2])
+    assert predictor.predict(image, np.zeros((0, 4))).shape == (0, *shape[:2])
+    assert predictor.predict(image, []).shape == (0, *shape[:2])
+    assert predictor.predict_box_masks(image, []).shape == (0, 16, 16)
+
+
+def test_new_box_counts_and_sizes_do_not_retrace(model_dir):
+    fresh = Predictor.from_model(model_dir[0])
+    sizes = [(40, 40), (64, 100), (33, 21), (80, 60), (7, 9)]
+    for n, (h, w) in zip([1, 3, 17, 70, 2], sizes, strict=True):
+        boxes = np.tile([[0.2, 0.2, 0.7, 0.9]], (n, 1))
+        assert fresh.predict_box_masks(_image(h, w), boxes).shape == (n, 16, 16)
+    assert fresh._box_mask_fn.traces == 1
+
+
+def test_box_buckets():
+    assert [box_bucket(n) for n in (1, 2, 4, 5, 16, 17, 64, 65, 256)] == [
+        1, 4, 4, 16, 16, 64, 64, 256, 256,
+    ]  # fmt: skip
+    assert box_bucket(257) == 512 and box_bucket(1000) == 1024
+
+
+@pytest.mark.parametrize(
+    ("image", "match"),
+    [
+        (np.zeros((8, 8, 3), np.float32), "uint8"),
+        (np.zeros((8, 8), np.uint8), r"\[H, W, 3\]"),
+        (np.zeros((8, 8, 4), np.uint8), r"\[H, W, 3\]"),
+        (np.zeros((0, 8, 3), np.uint8), r"\[H, W, 3\]"),
+        (np.zeros((1, 8, 8, 3), np.uint8), r"\[H, W, 3\]"),
+    ],
+)
+def test_bad_images_raise_clear_errors(predictor, image, match):
+    with pytest.raises(ValueError, match=match):
+        predictor.predict(image, BOXES)
+
+
+@pytest.mark.parametrize("boxes", [np.zeros(4), np.zeros((2, 3)), [["a", "b", "c", "d"]]])
+def test_bad_boxes_raise_clear_errors(predictor, boxes):
+    with pytest.raises(ValueError, match="boxes"):
+        predictor.predict(_image(8, 8), boxes)
+
+
+def test_nan_inf_and_degenerate_boxes_give_finite_masks(predictor):
+    boxes = np.array(
+        [[np.nan] * 4, [np.inf, -np.inf, 1, 1], [0.3, 0.3, 0.3, 0.3], [1e30, 0, -1e30, 1]]
+    )
+    masks = predictor.predict(_image(30, 40), boxes)
+    assert masks.shape == (4, 30, 40) and np.isfinite(masks).all()
+
+
+def test_predict_batch(predictor):
+    images = [_image(20, 30), _image(40, 10, seed=1)]
+    out = predictor.predict_batch(images, [BOXES[:1], BOXES[:3]])
+    assert [m.shape for m in out] == [(1, 20, 30), (3, 40, 10)]
+    np.testing.assert_allclose(out[1], predictor.predict(images[1], BOXES[:3]), atol=1e-6)
+    with pytest.raises(ValueError, match="2 images but 1"):
+        predictor.predict_batch(images, [BOXES])
+
+
+def test_load_dispatch_and_errors(model_dir, tmp_path):
+    assert Predictor.load(model_dir[1]).backend == "keras"
+    with pytest.raises(ValueError, match="not found"):
+        Predictor.load(tmp_path / "nope")
+    with pytest.raises(ValueError, match=r"expected a \.tflite file"):
+        Predictor.load(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"task": {"model": {}}}))
+    with pytest.raises(ValueError, match="no checkpoint"):
+        Predictor.load(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"runtime": {}}))
+    with pytest.raises(ValueError, match="task: model:"):
+        export.load_model_dir(tmp_path)
+
+
+def test_checkpoint_of_another_model_is_refused(model_dir, tmp_path):
+    other = cfg_lib.tiny_model_config(image_size=64)
+    other.mask.num_init_channels = 4  # different mask-head weight shapes
+    export.save_model_dir(export._built(other), tmp_path)
+    params = yaml.safe_load((model_dir[1] / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ValueError, match="does not match the model"):
+        export.load_model_dir(tmp_path)
+
+
+def test_full_model_garden_params_yaml(model_dir, tmp_path):
+    """params.yaml as Model Garden writes it: runtime/trainer blocks, extra task keys."""
+    model, src = model_dir
+    params = yaml.safe_load((src / "params.yaml").read_text())
+    params = {"runtime": {"distribution_strategy": "mirrored"}, "trainer": {"train_steps": 5},
+              "task": {"model": params["task"]["model"], "init_checkpoint": ""}}  # fmt: skip
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for name in src.iterdir():
+        if name.name != "params.yaml":
+            (tmp_path / name.name).write_bytes(name.read_bytes())
+    image = _image(30, 30)
+    got = Predictor.load(tmp_path).predict_box_masks(image, BOXES[:1])
+    np.testing.assert_allclose(got, model.predict_masks(image[None], BOXES[None, :1])[0], atol=1e-6)
+
+
+def test_lazy_top_level_export_without_tensorflow():
+    assert deepmac_nb.Predictor is Predictor
+    code = "import sys, deepmac_nb; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,270 @@
+"""MegaDetector variants -> records, and `deepmac-nb segment` -> iWildCam-style outputs."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools.coco import COCO
+
+from deepmac_nb import cli
+from deepmac_nb.data import samples
+from deepmac_nb.inference import export, iwildcam, megadetector, segment_cli
+from deepmac_nb.inference.megadetector import parse_detections
+from deepmac_nb.inference.predictor import Predictor
+from deepmac_nb.modeling import config as cfg_lib
+from deepmac_nb.modeling import crops
+
+W, H = 200, 100  # synthetic photo size
+
+
+def _det(bbox, conf=0.9, category="1", key="conf"):
+    return {"category": category, key: conf, "bbox": bbox}
+
+
+def test_md_1x_boxes_become_normalized_yxyx():
+    data = {"images": [{"file": "a/b.jpg", "detections": [_det([0.1, 0.2, 0.3, 0.4])]}]}
+    parsed = parse_detections(data)
+    entry = parsed.images[0]
+    assert (parsed.format, entry.key, entry.file) == ("md_1x", "a/b", "a/b.jpg")
+    np.testing.assert_allclose(entry.detections[0].box, [0.2, 0.1, 0.6, 0.4])
+    assert (entry.detections[0].category, entry.detections[0].conf) == ("animal", 0.9)
+
+
+def test_iwildcam_2021_uses_ids():
+    data = {"detection_categories": {"1": "animal", "2": "person"},
+            "images": [{"id": "905a", "detections": [_det([0.5, 0.5, 0.5, 0.5], 0.7, "2")]}]}  # fmt: skip
+    parsed = parse_detections(data)
+    entry = parsed.images[0]
+    assert (parsed.format, entry.key, entry.file) == ("iwildcam2021", "905a", "905a.jpg")
+    np.testing.assert_allclose(entry.detections[0].box, [0.5, 0.5, 1.0, 1.0])
+    assert entry.detections[0].category == "person"
+
+
+def test_iwildcam_2020_pixel_boxes_use_entry_or_header_size(tmp_path):
+    Image.new("RGB", (W, H)).save(tmp_path / "x2.jpg")
+    data = {"images": [
+        {"id": "x1", "width": W, "height": H, "detections": [_det([20, 10, 100, 50])]},
+        {"id": "x2", "detections": [_det([20, 10, 100, 50])]},
+        {"id": "x3", "detections": [_det([20, 10, 100, 50])]},  # no size, no file
+    ]}  # fmt: skip
+    (tmp_path / "md.json").write_text(json.dumps(data))
+    parsed = megadetector.read_detections(tmp_path / "md.json", tmp_path)
+    assert parsed.format == "iwildcam2020"
+    for entry in parsed.images[:2]:
+        np.testing.assert_allclose(entry.detections[0].box, [0.1, 0.1, 0.6, 0.6])
+    assert parsed.images[2].failure == "missing image"
+
+
+def test_list_style_per_image_and_flat(tmp_path):
+    per_image = [{"file": "p.jpg", "width": W, "height": H,
+                  "detections": [_det([20, 10, 120, 60], 0.8, "animal", key="confidence")]}]  # fmt: skip
+    Image.new("RGB", (W, H)).save(tmp_path / "p.jpg")
+    flat = [{"image": "p.jpg", **_det([20, 10, 120, 60], 0.8, 1, key="confidence")},
+            {"image": "p.jpg", **_det([0, 0, 10, 10], 0.3, 2, key="confidence")}]  # fmt: skip
+    for data in (per_image, flat):
+        parsed = parse_detections(data, megadetector._size_lookup(tmp_path))
+        assert parsed.format == "list_xyxy"
+        det = parsed.images[0].detections[0]
+        np.testing.assert_allclose(det.box, [0.1, 0.1, 0.6, 0.6])
+        assert (det.category, det.conf, det.index) == ("animal", 0.8, 0)
+    assert parsed.images[0].detections[1].category == "person"
+
+
+def test_bad_entries_and_detections_are_dropped_and_counted():
+    dets = [
+        _det([0.1, 0.1, 0.2, 0.2]),  # ok
+        _det([float("nan"), 0.1, 0.2, 0.2]),  # nan box
+        _det([0.1, 0.1, 0.0, 0.2]),  # zero width
+        _det([0.9, 0.9, 0.5, 0.5]),  # partly outside: clipped
+        _det([1.5, 1.5, 0.2, 0.2]),  # fully outside: degenerate after clipping
+        _det([0.1, 0.1, 0.2]),  # malformed
+        _det([0.1, 0.1, 0.2, 0.2], category="9"),  # unknown category
+    ]
+    data = {"images": [
+        {"file": "ok.jpg", "detections": dets},
+        {"file": "failed.jpg", "failure": "Failure image access", "detections": None},
+        {"file": "empty.jpg", "detections": []},
+        {"file": "ok.png", "detections": []},  # same key as ok.jpg
+        {"file": "video.mp4", "frame_rate": 20, "detections": []},
+    ]}  # fmt: skip
+    images = parse_detections(data).images
+    ok = images[0]
+    assert [d.index for d in ok.detections] == [0, 3]
+    np.testing.assert_allclose(ok.detections[1].box, [0.9, 0.9, 1.0, 1.0])
+    assert dict(ok.dropped) == {
+        "nan box": 1, "degenerate box": 2, "clipped box": 1, "malformed detection": 1,
+        "unknown category": 1,
+    }  # fmt: skip
+    assert [e.failure for e in images[1:]] == [
+        "detector failure", None, "duplicate image key", "video (not supported)"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("file", "key"),
+    [("/abs/dir/x.jpg", "abs/dir/x"), ("..\\..\\up\\y.JPG", "up/y"), ("C:/d/z.png", "d/z")],
+)
+def test_image_keys_stay_inside_the_output(file, key):
+    assert megadetector.image_key(file) == key
+
+
+def test_unknown_layouts_fail_clearly(tmp_path):
+    with pytest.raises(ValueError, match="Not MegaDetector"):
+        parse_detections({"annotations": []})
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="Cannot read"):
+        megadetector.read_detections(tmp_path / "bad.json")
+
+
+def test_paste_region_matches_paste_masks():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        height, width = (int(v) for v in rng.integers(1, 120, 2))
+        corners = rng.uniform(-0.2, 1.2, 4).astype(np.float32)
+        box = np.concatenate(
+            [np.minimum(corners[:2], corners[2:]), np.maximum(corners[:2], corners[2:])]
+        )
+        mask = rng.random((1, 16, 16)).astype(np.float32)
+        want = crops.paste_masks(mask, box[None], height, width).numpy()[0]
+        got = np.zeros((height, width), np.float32)
+        region = iwildcam.paste_region(mask[0], box, height, width)
+        if region is not None:
+            got[region[0], region[1]] = region[2]
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def _constant_predictor(value=0.9):
+    return Predictor(lambda image, boxes: np.full((len(boxes), 8, 8), value, np.float32), 8, "test")
+
+
+def _write_set(tmp_path, images):
+    """Synthetic photos + an MD 1.x file; ``images`` maps file -> detections (or entry)."""
+    (tmp_path / "img").mkdir(exist_ok=True)
+    entries = []
+    for name, dets in images.items():
+        if name != "missing.jpg":
+            Image.new("RGB", (W, H), (90, 120, 30)).save(tmp_path / "img" / name)
+        entries.append(dets if isinstance(dets, dict) else {"file": name, "detections": dets})
+    (tmp_path / "md.json").write_text(json.dumps({"images": entries}))
+    return megadetector.read_detections(tmp_path / "md.json", tmp_path / "img")
+
+
+def test_segment_overlaps_conf_order_and_bad_images(tmp_path):
+    detections = _write_set(tmp_path, {
+        "a.jpg": [_det([0.0, 0.0, 0.6, 1.0], 0.5), _det([0.4, 0.0, 0.6, 1.0], 0.95),
+                  _det([0.9, 0.9, 0.05, 0.05], 0.1)],  # last: below --min-conf
+        "empty.jpg": [],
+        "missing.jpg": [_det([0.1, 0.1, 0.2, 0.2])],
+        "failed.jpg": {"file": "failed.jpg", "failure": "Failure image access"},
+    })  # fmt: skip
+    (tmp_path / "img" / "corrupt.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    entries = json.loads((tmp_path / "md.json").read_text())["images"]
+    entries.append({"file": "corrupt.jpg", "detections": [_det([0.1, 0.1, 0.2, 0.2])]})
+    (tmp_path / "md.json").write_text(json.dumps({"images": entries}))
+    detections = megadetector.read_detections(tmp_path / "md.json", tmp_path / "img")
+    out = tmp_path / "out"
+    summary = segment_cli.segment(_constant_predictor(), detections, tmp_path / "img", out,
+                                  overlays=True, progress=False)  # fmt: skip
+    labels = np.array(Image.open(out / "instance_masks" / "a.png"))
+    assert labels.dtype == np.uint8 and labels.shape == (H, W)
+    assert labels[10, 20] == 1 and labels[10, 150] == 2  # x < 0.4: only box 1; overlap: conf
+    assert set(np.unique(labels)) == {1, 2}  # the low-conf detection is not written
+    assert not np.array(Image.open(out / "instance_masks" / "empty.png")).any()
+    assert (out / "overlays" / "a.jpg").is_file()
+    assert summary["images_skipped"] == {
+        "missing image": 1, "corrupt image": 1, "detector failure": 1
+    }  # fmt: skip
+    assert (summary["images_written"], summary["images_all_zero"]) == (2, 1)
+    assert summary["detections_dropped"] == {"below min conf": 1}
+    coco = COCO(str(out / segment_cli.RESULTS_FILE))
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=["a"]))
+    assert [(a["mask_id"], a["detection_index"], a["score"]) for a in anns] == [
+        (1, 0, 0.5), (2, 1, 0.95)
+    ]  # fmt: skip
+    assert coco.annToMask(anns[0]).sum() == 120 * H  # its own mask: overlap kept in RLE
+
+
+def test_more_than_255_instances_give_16_bit_png(tmp_path):
+    dets = [_det([i % 20 * 0.05, i // 20 / 15, 0.05, 1 / 15], 0.5) for i in range(300)]
+    detections = _write_set(tmp_path, {"many.jpg": dets})
+    summary = segment_cli.segment(_constant_predictor(), detections, tmp_path / "img",
+                                  tmp_path / "out", min_conf=0.0, progress=False)  # fmt: skip
+    labels = np.array(Image.open(tmp_path / "out" / "instance_masks" / "many.png"))
+    assert labels.dtype == np.uint16 and labels.max() == 300
+    assert summary["images_16bit_png"] == ["many"]
+    assert "16-bit PNGs" in segment_cli.format_summary(summary)
+
+
+def test_category_filter_and_max_images(tmp_path):
+    detections = _write_set(tmp_path, {
+        "a.jpg": [_det([0.0, 0.0, 0.3, 0.3], 0.9, "1"), _det([0.5, 0.5, 0.5, 0.5], 0.8, "2")],
+        "b.jpg": [_det([0.0, 0.0, 0.3, 0.3], 0.9, "2")],
+    })  # fmt: skip
+    out = tmp_path / "out"
+    summary = segment_cli.segment(_constant_predictor(), detections, tmp_path / "img", out,
+                                  categories=["person"], max_images=1, progress=False)  # fmt: skip
+    assert (summary["images_considered"], summary["images_written"]) == (1, 1)
+    assert summary["detections_dropped"] == {"category not selected": 1}
+    labels = np.array(Image.open(out / "instance_masks" / "a.png"))
+    assert set(np.unique(labels)) == {0, 1} and labels[90, 190] == 1  # the person box
+    assert not (out / "instance_masks" / "b.png").exists()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny random model whose masks are ~1 everywhere in the box (project_out bias 20),
+    so label maps show the overlap order."""
+    model = export._built(cfg_lib.tiny_model_config(image_size=64))
+    bias = next(w for w in model.mask_head.weights if "project_out/bias" in w.name)
+    bias.assign([20.0])
+    return export.save_model_dir(model, tmp_path_factory.mktemp("run"))
+
+
+def _expected_centre_labels(kept, height, width):
+    """(row, col, mask id) at each box centre: the highest-conf box over it wins."""
+    out = []
+    for det in kept:
+        ymin, xmin, ymax, xmax = det.box
+        row, col = round((ymin + ymax) / 2 * (height - 1)), round((xmin + xmax) / 2 * (width - 1))
+        over = [
+            (d.conf, -n, n + 1)
+            for n, d in enumerate(kept)
+            if d.box[0] * (height - 1) <= row <= d.box[2] * (height - 1)
+            and d.box[1] * (width - 1) <= col <= d.box[3] * (width - 1)
+        ]
+        out.append((row, col, max(over)[2]))
+    return out
+
+
+@pytest.mark.parametrize("name", ["mdv5", "serengeti_gt"])
+def test_segment_real_camera_traps_and_resume(model_dir, tmp_path, name, capsys):
+    try:
+        ds = samples.camera_traps(name)
+    except samples.SampleDataMissing as exc:
+        pytest.skip(f"camera-trap sample data absent: {exc}")
+    out = tmp_path / "out"
+    argv = ["segment", "--model", str(model_dir), "--detections", str(ds.detections),
+            "--images", str(ds.images), "--out", str(out), "--min-conf", "0.1"]  # fmt: skip
+    assert cli.main(argv) == 0
+    summary = json.loads((out / segment_cli.SUMMARY_FILE).read_text())
+    entries = megadetector.read_detections(ds.detections, ds.images).images
+    kept = {e.key: megadetector.select_detections(e, 0.1)[0] for e in entries}
+    assert summary["images_written"] == len(entries) and not summary["images_skipped"]
+    coco = COCO(str(out / segment_cli.RESULTS_FILE))
+    for entry in entries:
+        labels = np.array(Image.open(out / "instance_masks" / f"{entry.key}.png"))
+        width, height = Image.open(ds.images / entry.file).size
+        assert labels.shape == (height, width) and labels.max() == len(kept[entry.key])
+        for row, col, mask_id in _expected_centre_labels(kept[entry.key], height, width):
+            assert labels[row, col] == mask_id
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[entry.key]))
+        assert [a["detection_index"] for a in anns] == [d.index for d in kept[entry.key]]
+        assert [a["score"] for a in anns] == [d.conf for d in kept[entry.key]]
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "instance_masks").iterdir()}
+    assert cli.main([*argv, "--overlays"]) == 0  # resume: nothing is redone
+    assert {p: p.stat().st_mtime_ns for p in (out / "instance_masks").iterdir()} == stamps
+    again = json.loads((out / segment_cli.SUMMARY_FILE).read_text())
+    assert again["images_skipped"] == {"already done (resume)": len(entries)}
+    assert len(COCO(str(out / segment_cli.RESULTS_FILE)).anns) == len(coco.anns)
+    assert "already done (resume)" in capsys.readouterr().out
