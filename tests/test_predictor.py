@@ -158,3 +158,16 @@ def test_lazy_top_level_export_without_tensorflow():
     code = "import sys, deepmac_nb; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_detect_returns_sorted_detections_with_image_masks():
+    from deepmac_nb.modeling import deepmac_model
+
+    model = deepmac_model.build_deepmac_model(cfg_lib.tiny_model_config())
+    predictor = Predictor.from_model(model)
+    image = np.random.default_rng(0).integers(0, 255, (40, 70, 3), dtype=np.uint8)
+    out = predictor.detect(image, min_score=0.0, max_detections=7)
+    assert out["boxes"].shape == (7, 4) and out["masks"].shape == (7, 40, 70)
+    assert (np.diff(out["scores"]) <= 0).all()
+    assert out["classes"].min() >= 1
+    assert ((out["boxes"] >= 0) & (out["boxes"] <= 1)).all()

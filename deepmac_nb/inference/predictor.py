@@ -83,8 +83,11 @@ class Predictor:
       model: the Keras model for the ``keras`` backend, else None.
     """
 
-    def __init__(self, box_mask_fn: BoxMaskFn, mask_size: int, backend: str, model=None):
+    def __init__(
+        self, box_mask_fn: BoxMaskFn, mask_size: int, backend: str, model=None, detect_fn=None
+    ):
         self._box_mask_fn = box_mask_fn
+        self._detect_fn = detect_fn
         self.mask_size = int(mask_size)
         self.backend = backend
         self.model = model
@@ -92,7 +95,14 @@ class Predictor:
     @classmethod
     def from_model(cls, model) -> Predictor:
         """Wraps a built ``DeepMACModel`` in a once-traced ``tf.function``."""
-        return cls(_KerasMasks(model), model.config.mask.mask_size, "keras", model=model)
+        serve = export.serving_function(model)
+        return cls(
+            _KerasMasks(model),
+            model.config.mask.mask_size,
+            "keras",
+            model=model,
+            detect_fn=_signature_detections(serve),
+        )
 
     @classmethod
     def from_model_dir(cls, model_dir: str | Path) -> Predictor:
@@ -103,7 +113,7 @@ class Predictor:
     def from_saved_model(cls, path: str | Path) -> Predictor:
         """A SavedModel with the DeepMAC ``serving_default`` signature (ours or official)."""
         fn = _SavedModelMasks(path)
-        return cls(fn, fn.mask_size, "saved_model")
+        return cls(fn, fn.mask_size, "saved_model", detect_fn=_signature_detections(fn.signature))
 
     @classmethod
     def from_tflite(cls, path: str | Path, num_threads: int | None = None) -> Predictor:
@@ -151,6 +161,22 @@ class Predictor:
             return np.zeros((0, height, width), np.float32)
         return _paste(box_masks, boxes, tf.constant(height), tf.constant(width)).numpy()
 
+    def detect(self, image, min_score: float = 0.05, max_detections: int = 100) -> dict:
+        """The model's own detections with image masks (the standard COCO protocol).
+
+        Returns ``boxes float32 [K, 4]`` normalized to ``image``, ``classes int64 [K]``
+        (1-based ids), ``scores float32 [K]`` (descending, >= ``min_score``) and
+        ``masks float32 [K, H, W]`` probabilities.
+        """
+        if self._detect_fn is None:
+            raise ValueError(f"The {self.backend} backend has no detector outputs; use predict().")
+        image = check_image(image)
+        boxes, classes, scores = self._detect_fn(image)
+        keep = np.flatnonzero(scores >= min_score)[:max_detections]
+        boxes, classes, scores = boxes[keep], classes[keep], scores[keep]
+        masks = self.predict(image, boxes)
+        return {"boxes": boxes, "classes": classes, "scores": scores, "masks": masks}
+
     def predict_batch(self, images: Sequence, boxes: Sequence) -> list[np.ndarray]:
         """``predict`` for each (image, boxes) pair; images may differ in size."""
         if len(images) != len(boxes):
@@ -168,6 +194,19 @@ class Predictor:
 )
 def _paste(box_masks, boxes, height, width):
     return crops.paste_masks(box_masks, boxes, height, width)
+
+
+def _signature_detections(serve):
+    """``image -> (boxes [K, 4], classes [K], scores [K])`` from a DeepMAC signature."""
+
+    def detections(image: np.ndarray):
+        out = serve(input_tensor=tf.constant(image[None]), boxes=tf.zeros([1, 0, 4]))
+        count = int(out["num_detections"][0])
+        boxes = out["detection_boxes"][0, :count].numpy().astype(np.float32)
+        classes = out["detection_classes"][0, :count].numpy().astype(np.int64)
+        return boxes, classes, out["detection_scores"][0, :count].numpy().astype(np.float32)
+
+    return detections
 
 
 class _KerasMasks:
@@ -209,7 +248,7 @@ class _SavedModelMasks:
             )
         if "detection_masks" not in fn.structured_outputs:
             raise ValueError(f"{path}: '{export.SIGNATURE}' has no detection_masks output.")
-        self._fn = fn
+        self._fn = self.signature = fn
         size = fn.structured_outputs["detection_masks"].shape[-1]
         self.mask_size = int(size) if size is not None else self._probe_mask_size()
 
