@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "export": ("deepmac_nb.inference.export_cli", "model dir -> SavedModel or builtin TFLite"),
     "segment": ("deepmac_nb.inference.segment_cli", "MegaDetector boxes -> iWildCam masks"),
+    "demo": (
+        "deepmac_nb.demo",
+        "run the tutorial notebooks end to end (QUICK mode) into --out, then print a summary",
+    ),
 }
 
 

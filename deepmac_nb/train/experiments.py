@@ -3,6 +3,7 @@
 Nothing here runs on import: ``register()`` adds the task class to Model Garden's
 ``task_factory`` and each experiment to ``exp_factory`` (idempotent), so
 ``exp_factory.get_exp_config(name)`` and ``deepmac-nb train --experiment NAME`` work.
+It also registers the Deep-MARC (Mask R-CNN) experiments of ``deepmac_nb.deepmarc``.
 
 Paper configs (COCO, TPU/GPU scale) follow the DeepMAC paper and the OD API configs:
 Hourglass-104 CenterNet, 50k steps at batch 128, Adam (eps 1e-7), cosine decay from 1e-3
@@ -20,6 +21,7 @@ from official.modeling import optimization
 from official.projects.centernet.configs import backbones as cn_backbones
 from official.projects.centernet.configs import centernet as cn_cfg
 
+from deepmac_nb.deepmarc import experiments as deepmarc_experiments
 from deepmac_nb.modeling.config import DeepMACModelConfig, MaskConfig
 from deepmac_nb.train.config import DataConfig, DeepMACTaskConfig, ParserConfig
 from deepmac_nb.train.task import DeepMACTask
@@ -196,12 +198,13 @@ EXPERIMENTS: dict[str, Callable[[], cfg.ExperimentConfig]] = {
 
 
 def register() -> None:
-    """Registers the task class and every experiment with Model Garden (idempotent)."""
+    """Registers the task classes and every Deep-MAC and Deep-MARC experiment (idempotent)."""
     if DeepMACTaskConfig not in task_factory._REGISTERED_TASK_CLS:
         task_factory.register_task_cls(DeepMACTaskConfig)(DeepMACTask)
     for name, factory in EXPERIMENTS.items():
         if name not in exp_factory._REGISTERED_CONFIGS:
             exp_factory.register_config_factory(name)(factory)
+    deepmarc_experiments.register()
 
 
 def get_experiment(name: str) -> cfg.ExperimentConfig:
@@ -209,6 +212,8 @@ def get_experiment(name: str) -> cfg.ExperimentConfig:
     register()
     if name not in EXPERIMENTS and name not in exp_factory._REGISTERED_CONFIGS:
         raise ValueError(
-            f"Unknown experiment {name!r}. Registered Deep-MAC experiments: {', '.join(EXPERIMENTS)}."
+            f"Unknown experiment {name!r}. Registered Deep-MAC experiments: "
+            f"{', '.join(EXPERIMENTS)}. Deep-MARC (Mask R-CNN) experiments: "
+            f"{', '.join(deepmarc_experiments.EXPERIMENTS)}."
         )
     return exp_factory.get_exp_config(name)

@@ -36,7 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         help="e.g. 'trainer.train_steps=200,task.model.mask.mask_size=16'",
     )
-    parser.add_argument("--mask-head", default=None, help="mask head by name, e.g. hourglass52")
+    parser.add_argument(
+        "--mask-head",
+        default=None,
+        help="mask head by name, e.g. hourglass52 (Deep-MARC: default, hourglass20/52/100)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="shortcut for trainer.train_steps")
 
 
@@ -45,7 +49,6 @@ def build_params(args: argparse.Namespace):
     from official.core import exp_factory  # noqa: F401  (imported for its override helpers)
     from official.modeling import hyperparams
 
-    from deepmac_nb.modeling import mask_heads
     from deepmac_nb.train import experiments
 
     params = experiments.get_experiment(args.experiment)
@@ -54,15 +57,26 @@ def build_params(args: argparse.Namespace):
     if args.params_override:
         params = hyperparams.override_params_dict(params, args.params_override, is_strict=True)
     if args.mask_head:
-        if args.mask_head not in mask_heads.MASK_HEAD_NAMES:
-            raise CliError(
-                f"unknown mask head {args.mask_head!r}; valid: {', '.join(mask_heads.MASK_HEAD_NAMES)}"
-            )
-        params.task.model.mask.network_type = args.mask_head
+        set_mask_head(params, args.mask_head)
     if args.steps:
         params.trainer.train_steps = args.steps
     params.validate()
     return params
+
+
+def set_mask_head(params, name: str) -> None:
+    """``--mask-head``: Model Garden's variants for Deep-MARC configs, else Deep-MAC's heads."""
+    from deepmac_nb.deepmarc import experiments as deepmarc
+    from deepmac_nb.modeling import mask_heads
+
+    if deepmarc.is_deepmarc(params):
+        deepmarc.set_mask_head(params, name)
+        return
+    if name not in mask_heads.MASK_HEAD_NAMES:
+        raise CliError(
+            f"unknown mask head {name!r}; valid: {', '.join(mask_heads.MASK_HEAD_NAMES)}"
+        )
+    params.task.model.mask.network_type = name
 
 
 def check_model_dir(model_dir: Path, experiment: str) -> None:
