@@ -188,3 +188,29 @@ def test_resume_after_sigkill(tiny_shapes, tmp_path):
     reader = tf.train.load_checkpoint(str(tmp_path))
     iterations = [k for k in reader.get_variable_to_shape_map() if k.startswith("optimizer/iter")]
     assert int(reader.get_tensor(iterations[0])) == killed_at + 4
+
+
+def test_init_checkpoint_restores_backbone_across_class_counts(tmp_path):
+    from deepmac_nb.inference import export
+    from deepmac_nb.modeling import config as cfg_lib
+    from deepmac_nb.modeling import deepmac_model
+
+    source = deepmac_model.build_deepmac_model(cfg_lib.tiny_model_config())
+    source.predict_masks(np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 1, 4), np.float32))
+    for v in source.backbone.trainable_variables:
+        v.assign(tf.random.normal(v.shape))
+    export.save_model_dir(source, tmp_path / "source")
+
+    params = experiments.get_experiment("deepmac_shapes_quick")
+    params.task.model = cfg_lib.tiny_model_config()
+    params.task.model.num_classes = 3  # a different head: must not break the restore
+    params.task.init_checkpoint = str(tmp_path / "source")
+    task = task_factory.get_task(params.task)
+    model = task.build_model()
+    task.initialize(model)
+    for a, b in zip(source.backbone.weights, model.backbone.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    params.task.init_checkpoint = str(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="No checkpoint"):
+        task_factory.get_task(params.task).initialize(model)

@@ -71,16 +71,25 @@ class DeepMACTask(base_task.Task):
         return reader.read(input_context=input_context)
 
     def initialize(self, model: tf_keras.Model):
-        """Restores ``init_checkpoint``: the backbone only, or every sub-model."""
+        """Restores ``init_checkpoint`` (a training checkpoint or model dir).
+
+        ``backbone`` restores the backbone only, so a different class count or mask head
+        never breaks the restore; ``all`` restores backbone, heads and mask head.
+        """
         path = self.task_config.init_checkpoint
         if not path:
             return
         if tf.io.gfile.isdir(path):
             path = tf.train.latest_checkpoint(path)
-        if self.task_config.init_checkpoint_modules == "all":
-            status = tf.train.Checkpoint(**model.checkpoint_items).read(path)
-        else:
-            status = tf.train.Checkpoint(backbone=model.backbone).read(path)
+        if not path:
+            raise ValueError(
+                f"No checkpoint found at init_checkpoint={self.task_config.init_checkpoint!r}"
+            )
+        items = model.checkpoint_items
+        if self.task_config.init_checkpoint_modules != "all":
+            items = {"backbone": items["backbone"]}
+        # Training checkpoints hold the Keras model under the key "model".
+        status = tf.train.Checkpoint(model=tf.train.Checkpoint(**items)).read(path)
         status.expect_partial().assert_existing_objects_matched()
         logging.info("Initialized %s from %s", self.task_config.init_checkpoint_modules, path)
 
