@@ -20,7 +20,7 @@ from deepmac_nb import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": (
         "deepmac_nb.train.train_cli",
-        "train Deep-MAC (partially supervised) on TPU, GPU(s) or CPU; rerun to resume",
+        "train Deep-MAC or Deep-MARC (partially supervised) on TPU, GPU(s) or CPU; rerun to resume",
     ),
     "prepare": (
         "deepmac_nb.data.prepare_cli",

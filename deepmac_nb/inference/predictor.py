@@ -106,7 +106,11 @@ class Predictor:
 
     @classmethod
     def from_model_dir(cls, model_dir: str | Path) -> Predictor:
-        """``params.yaml`` + latest ``ckpt-*`` of a training run (``export.load_model_dir``)."""
+        """``params.yaml`` + latest ``ckpt-*`` of a training run (Deep-MAC or Deep-MARC)."""
+        from deepmac_nb.deepmarc import predictor as marc
+
+        if marc.is_deepmarc_params(marc.read_params(model_dir)):
+            return marc.load_predictor(model_dir)
         return cls.from_model(export.load_model_dir(model_dir))
 
     @classmethod
