@@ -95,13 +95,13 @@ class Predictor:
     @classmethod
     def from_model(cls, model) -> Predictor:
         """Wraps a built ``DeepMACModel`` in a once-traced ``tf.function``."""
-        serve = export.serving_function(model)
         return cls(
             _KerasMasks(model),
             model.config.mask.mask_size,
             "keras",
             model=model,
-            detect_fn=_signature_detections(serve),
+            # Traced on the first detect() only: box-prompted use never pays for it.
+            detect_fn=_signature_detections(lambda: export.serving_function(model)),
         )
 
     @classmethod
@@ -117,7 +117,9 @@ class Predictor:
     def from_saved_model(cls, path: str | Path) -> Predictor:
         """A SavedModel with the DeepMAC ``serving_default`` signature (ours or official)."""
         fn = _SavedModelMasks(path)
-        return cls(fn, fn.mask_size, "saved_model", detect_fn=_signature_detections(fn.signature))
+        return cls(
+            fn, fn.mask_size, "saved_model", detect_fn=_signature_detections(lambda: fn.signature)
+        )
 
     @classmethod
     def from_tflite(cls, path: str | Path, num_threads: int | None = None) -> Predictor:
@@ -200,11 +202,15 @@ def _paste(box_masks, boxes, height, width):
     return crops.paste_masks(box_masks, boxes, height, width)
 
 
-def _signature_detections(serve):
-    """``image -> (boxes [K, 4], classes [K], scores [K])`` from a DeepMAC signature."""
+def _signature_detections(make_serve):
+    """``image -> (boxes [K, 4], classes [K], scores [K])`` from a DeepMAC signature that
+    ``make_serve()`` returns (called once, on first use)."""
+    cache = []
 
     def detections(image: np.ndarray):
-        out = serve(input_tensor=tf.constant(image[None]), boxes=tf.zeros([1, 0, 4]))
+        if not cache:
+            cache.append(make_serve())
+        out = cache[0](input_tensor=tf.constant(image[None]), boxes=tf.zeros([1, 0, 4]))
         count = int(out["num_detections"][0])
         boxes = out["detection_boxes"][0, :count].numpy().astype(np.float32)
         classes = out["detection_classes"][0, :count].numpy().astype(np.int64)
