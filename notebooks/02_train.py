@@ -1,0 +1,183 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# <!-- The badges point at "deepmac-nb/deepmac_nb", a placeholder GitHub org/repository:
+#      replace it with the project's real address when publishing. -->
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/deepmac-nb/deepmac_nb/blob/main/notebooks/02_train.ipynb)
+# [![Open in Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)](https://kaggle.com/kernels/welcome?src=https://github.com/deepmac-nb/deepmac_nb/blob/main/notebooks/02_train.ipynb)
+#
+# # 02 · Training with partial supervision
+#
+# One code path trains on a laptop CPU, a Colab/Kaggle GPU or a TPU: Model Garden's
+# train loop (`runner.train`) under a `tf.distribute` strategy picked for the hardware.
+# This notebook
+#
+# 1. picks an experiment (a named, complete config),
+# 2. detects the accelerator and builds the strategy,
+# 3. trains while drawing the loss curves live (read from the TensorBoard event files),
+# 4. shows how a run resumes from its latest checkpoint.
+
+# %%
+# Colab / Kaggle: installs deepmac_nb from its repository; its pyproject pins TensorFlow and
+# Model Garden (2.20). Does nothing where deepmac_nb is importable (a checkout after
+# `make venv`). If TensorFlow was imported before the install, restart the session once.
+try:
+    import deepmac_nb
+except ImportError:
+    from IPython import get_ipython
+
+    get_ipython().run_line_magic(
+        "pip", "install -q 'deepmac_nb @ git+https://github.com/deepmac-nb/deepmac_nb.git'"
+    )
+
+# %% tags=["parameters"]
+QUICK = True  # True: few steps (~2 min on a CPU); False: the experiment's own length
+EXPERIMENT = "deepmac_shapes_quick"  # any name of the table below
+STEPS = None  # None: QUICK -> demo.QUICK_STEPS, else the experiment's train_steps
+MASK_HEAD = None  # e.g. "hourglass52", "resnet4", "conv2"; None: the experiment's
+PARAMS_OVERRIDE = ""  # e.g. "task.train_data.input_path=coco/train*" for paper configs
+STRATEGY = "auto"  # auto | tpu | mirrored | one_device | cpu
+# None: the quick experiment trains the model all notebooks share (in the cache);
+# other experiments train into OUTPUT_DIR/model.
+MODEL_DIR = None
+LAUNCH_TENSORBOARD = False  # True: show TensorBoard inside the notebook (Colab, Kaggle)
+OUTPUT_DIR = "runs/notebooks/02_train"
+
+# %%
+# %matplotlib inline
+import argparse
+import time
+from pathlib import Path
+
+from deepmac_nb import demo, viz
+
+demo.quiet_tensorflow()
+import tensorflow as tf
+
+from deepmac_nb.train import experiments, runner, train_cli
+
+out = Path(OUTPUT_DIR)
+out.mkdir(parents=True, exist_ok=True)
+steps = STEPS or (demo.QUICK_STEPS if QUICK else None)
+shared = EXPERIMENT == demo.QUICK_EXPERIMENT and MODEL_DIR is None and not PARAMS_OVERRIDE
+model_dir = demo.quick_model_dir(steps, MASK_HEAD) if shared else Path(MODEL_DIR or out / "model")
+
+# %% [markdown]
+# ## 1. Pick an experiment
+#
+# Every experiment is a complete Model Garden `ExperimentConfig`: model, data, optimizer,
+# schedule. The `deepmac_hg104_*` ones reproduce the paper on COCO (TPU/GPU scale, point
+# them at TFRecords from notebook 01 with `PARAMS_OVERRIDE`); the small ones run on a CPU
+# and prepare their own data. The same names work on the command line:
+# `deepmac-nb train --experiment NAME --model-dir DIR`.
+
+# %%
+viz.table(
+    [
+        {"experiment": name, "what": (factory.__doc__ or "").strip().splitlines()[0]}
+        for name, factory in experiments.EXPERIMENTS.items()
+    ]
+)
+
+# %%
+args = argparse.Namespace(
+    experiment=EXPERIMENT,
+    config_file=[],
+    params_override=PARAMS_OVERRIDE,
+    mask_head=MASK_HEAD,
+    steps=steps,
+)
+params = train_cli.build_params(args)
+task, trainer = params.task, params.trainer
+viz.table(
+    [
+        {"setting": "input size", "value": str(task.model.input_size)},
+        {"setting": "mask head", "value": task.model.mask.network_type},
+        {"setting": "masks for classes", "value": task.allowed_mask_classes},
+        {"setting": "batch size", "value": task.train_data.global_batch_size},
+        {"setting": "train steps", "value": trainer.train_steps},
+        {"setting": "checkpoint every", "value": trainer.checkpoint_interval},
+        {"setting": "model dir", "value": str(model_dir)},
+    ]
+)
+
+# %% [markdown]
+# `masks for classes` is the partial supervision: only instances of these classes get a
+# mask loss; every instance gets the detection losses.
+#
+# ## 2. Hardware and strategy
+#
+# `runner.select_strategy("auto")` tries a TPU (when Colab/Kaggle says there is one),
+# then all GPUs (mirrored when more than one), then the CPU. The global batch is split
+# across the replicas.
+
+# %%
+strategy = runner.select_strategy(STRATEGY)
+print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s)")
+print("replica devices:", list(strategy.extended.worker_devices))
+print("all devices:", [d.name for d in tf.config.list_logical_devices()])
+
+# %% [markdown]
+# ## 3. TensorBoard
+#
+# The train loop writes every loss term, the learning rate and steps/s under
+# `<model dir>/train`. Locally run the printed command and open http://localhost:6006;
+# on Colab or Kaggle set `LAUNCH_TENSORBOARD = True`.
+
+# %%
+print(f"tensorboard --logdir {model_dir}")
+if LAUNCH_TENSORBOARD:
+    from IPython import get_ipython
+
+    get_ipython().run_line_magic("load_ext", "tensorboard")
+    get_ipython().run_line_magic("tensorboard", f"--logdir {model_dir}")
+
+# %% [markdown]
+# ## 4. Train, with a live loss curve
+#
+# `viz.LiveLossCurve` runs the training in a background thread and redraws the curves
+# from the event files every few seconds. Expect the mask loss to fall more slowly than
+# the detection losses: it has to learn shapes. To stop early, restart the kernel: the
+# latest checkpoint stays usable and training again resumes from it.
+
+# %%
+train_cli.check_model_dir(model_dir, EXPERIMENT)
+train_cli.mark_model_dir(model_dir, EXPERIMENT)
+start = time.perf_counter()
+viz.LiveLossCurve(model_dir, interval=15).run(runner.train, params, model_dir, strategy=STRATEGY)
+print(f"at step {demo.trained_step(model_dir)} after {time.perf_counter() - start:.0f} s")
+
+# %%
+scalars = viz.read_scalars(model_dir)
+viz.save_figure(viz.plot_loss_curves(scalars), out / "loss_curves.png")
+last = {tag: round(points[-1][1], 4) for tag, points in scalars.items() if points}
+print("last logged values:", last)
+
+# %% [markdown]
+# ## 5. Resume
+#
+# Checkpoints (`ckpt-<step>`) are written every `checkpoint interval` steps and the
+# newest few are kept. Running the training again with the same model dir restores the
+# latest one, with the optimizer state and the step count, and continues to
+# `train steps`. Here training is complete, so the call below restores and returns; to
+# train longer raise `STEPS` and run the training cell again. The command line resumes the
+# same way (also after a crash): rerun the same `deepmac-nb train` command.
+
+# %%
+print("checkpoints:", sorted(p.stem for p in model_dir.glob("ckpt-*.index")))
+before = demo.trained_step(model_dir)
+runner.train(params, model_dir, strategy=STRATEGY)
+print(f"step before: {before}, after rerun: {demo.trained_step(model_dir)}")

@@ -1,0 +1,323 @@
+"""The tutorial notebooks and ``deepmac-nb demo``.
+
+Fast checks: ``.py`` (source of truth) and ``.ipynb`` hold the same cells, committed
+notebooks carry no outputs, every notebook has its badges / install guard / parameters,
+the demo helpers, and a missing data path stopping a notebook in its first cells.
+
+``large``: every notebook executed in QUICK mode in a fresh kernel (nbclient), checking
+the files it is meant to write. They share one quick model through ``$DEEPMAC_NB_CACHE``
+(default ``~/.cache/deepmac_nb``): the first notebook that needs it trains it (~2 min on 2
+cores); later runs reuse it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import jupytext
+import nbformat
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepmac_nb import demo
+from deepmac_nb.data import samples
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NAMES = sorted(p.stem for p in NOTEBOOK_DIR.glob("*.py"))
+REPO = "deepmac-nb/deepmac_nb"
+
+
+def _cells(nb) -> list[tuple[str, str, list]]:
+    return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+
+
+def _parameters(nb) -> str:
+    return next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+
+
+def test_the_demo_runs_every_notebook():
+    assert sorted(demo.NOTEBOOKS) == NAMES
+    assert len(NAMES) == 6
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_py_and_ipynb_are_in_sync(name):
+    py = jupytext.read(NOTEBOOK_DIR / f"{name}.py")
+    ipynb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    assert _cells(py) == _cells(ipynb), f"run `make notebooks-sync` ({name})"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_notebooks_hold_no_outputs(name):
+    nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, name
+    assert "widgets" not in nb.metadata
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_has_badges_install_guard_and_parameters(name):
+    nb = jupytext.read(NOTEBOOK_DIR / f"{name}.py")
+    first = nb.cells[0].source
+    path = f"{REPO}/blob/main/notebooks/{name}.ipynb"
+    assert f"colab.research.google.com/github/{path}" in first
+    assert f"kaggle.com/kernels/welcome?src=https://github.com/{path}" in first
+    assert "placeholder" in first  # the org is a placeholder, and says so
+    install = nb.cells[1].source
+    assert "except ImportError" in install and f"git+https://github.com/{REPO}.git" in install
+    params = _parameters(nb)
+    assert "QUICK = True" in params and "OUTPUT_DIR = " in params
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "deepmac_nb" in code and not re.search(r"^\s*(def|class) ", code, re.MULTILINE)
+    ast_ok = compile(jupytext.writes(nb, "py:percent"), name, "exec")  # valid Python
+    assert ast_ok is not None
+
+
+def test_inject_parameters_appends_to_the_parameters_cell():
+    nb = jupytext.read(NOTEBOOK_DIR / "00_quickstart.py")
+    demo.inject_parameters(nb, {"QUICK": False, "OUTPUT_DIR": "/tmp/x"})
+    source = _parameters(nb)
+    assert source.index('MODEL = "auto"') < source.index("QUICK = False")
+    assert source.endswith("QUICK = False\nOUTPUT_DIR = '/tmp/x'")
+    with pytest.raises(ValueError, match="parameters"):
+        demo.inject_parameters(nbformat.v4.new_notebook(), {})
+
+
+# ------------------------------------------------------------------ demo helpers
+
+
+def test_require_path_names_the_setting(tmp_path):
+    assert demo.require_path(tmp_path, "X") == tmp_path
+    with pytest.raises(demo.MissingInput, match=r"DETECTIONS = '/nope.json' does not exist"):
+        demo.require_path("/nope.json", "DETECTIONS", "hint")
+    with pytest.raises(demo.MissingInput, match="IMAGES is not set"):
+        demo.require_path(None, "IMAGES")
+    error = demo.MissingInput("IMAGES is not set.")
+    assert error._render_traceback_() == ["MissingInput: IMAGES is not set."]
+
+
+def test_trained_step_reads_the_checkpoint_file(tmp_path):
+    assert demo.trained_step(tmp_path) == 0
+    (tmp_path / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-275"\nall_model_checkpoint_paths: "ckpt-25"\n'
+    )
+    assert demo.trained_step(tmp_path) == 275
+
+
+def test_quick_model_dirs_live_in_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("DEEPMAC_NB_CACHE", str(tmp_path))
+    assert demo.quick_model_dir() == tmp_path / "models" / "deepmac_shapes_quick-300"
+    assert demo.quick_model_dir(None, "conv2").name == "deepmac_shapes_quick-conv2-full"
+
+
+def test_iwildcam_inputs_given_missing_and_kaggle(tmp_path, monkeypatch):
+    md = tmp_path / "md.json"
+    md.write_text("{}")
+    assert demo.iwildcam_inputs(md, tmp_path)[:2] == (md, tmp_path)
+    with pytest.raises(demo.MissingInput, match="IMAGES_DIR is not set"):
+        demo.iwildcam_inputs(md, None)
+    competition = tmp_path / "kaggle" / "iwildcam2022-fgvc9"
+    (competition / "metadata").mkdir(parents=True)
+    (competition / "train" / "train").mkdir(parents=True)
+    (competition / "train" / "train" / "abc.jpg").write_bytes(b"jpg")
+    detections = {"images": [{"id": "abc", "detections": []}]}
+    (competition / "metadata" / "iwildcam2022_mdv4_detections.json").write_text(
+        json.dumps(detections)
+    )
+    found = demo.find_kaggle_iwildcam(tmp_path / "kaggle")
+    assert found == (
+        competition / "metadata" / "iwildcam2022_mdv4_detections.json",
+        competition / "train" / "train",
+    )
+    assert demo.find_kaggle_iwildcam(tmp_path / "nothing") is None
+    monkeypatch.setattr(demo, "KAGGLE_INPUT", tmp_path / "nothing")
+    monkeypatch.setenv(samples.ENV_VAR, str(tmp_path / "no-data"))
+    with pytest.raises(demo.MissingInput, match="No camera-trap data"):
+        demo.iwildcam_inputs()
+
+
+def test_coco_and_eval_inputs_check_given_paths(tmp_path):
+    with pytest.raises(demo.MissingInput, match="COCO_IMAGES is not set"):
+        demo.coco_inputs(tmp_path, None)
+    assert demo.coco_inputs(tmp_path, tmp_path)[0][1:] == (tmp_path, tmp_path)
+    with pytest.raises(demo.MissingInput, match="ANNOTATIONS"):
+        demo.eval_inputs(tmp_path / "val.json", tmp_path)
+
+
+def _ablation_results():
+    gt = {"seen": {"mean": 30.0}, "unseen": {"mean": 15.0}}
+    return {
+        "splits": ["seen", "unseen"],
+        "heads": {"fakehead": {"params": 1234, "gt": gt, "detected": {"unseen": {"mean": 2.0}}}},
+        "baselines": {"ellipse": {"seen": {"AP": 27.8}, "unseen": {"AP": 11.1}}},
+    }
+
+
+def test_ablation_table_reads_the_benchmark_layout_and_falls_back():
+    rows = demo.ablation_table(_ablation_results())
+    assert rows[0] == {
+        "head": "fakehead",
+        "params": 1234,
+        "seen AP": 30.0,
+        "unseen AP": 15.0,
+        "unseen AP (detected)": 2.0,
+    }
+    assert rows[1]["head"] == "ellipse (baseline)" and rows[1]["unseen AP"] == 11.1
+    generic = demo.ablation_table({"a": {"mask": {"unseen": {"AP": 3}}}, "note": "x"})
+    assert generic == [{"name": "a", "mask/unseen/AP": 3}]
+    assert demo.results_rows({"rows": [{"x": 1, "y": [1, 2]}]}) == [{"x": 1}]
+
+
+def test_selected_notebooks_and_summary_lines(tmp_path):
+    assert demo._selected(None) == list(demo.NOTEBOOKS)
+    assert demo._selected("03_evaluate.py, 00_quickstart") == ["03_evaluate", "00_quickstart"]
+    with pytest.raises(ValueError, match="unknown notebooks"):
+        demo._selected("99_nope")
+    metrics = {
+        "protocols": {"box_prompted": {"mask": {"seen": {"AP": 33.6}, "unseen": {"AP": 16.0}}}},
+        "baselines": {"ellipse": {"mask": {"seen": {"AP": 27.8}, "unseen": {"AP": 11.1}}}},
+        "speed": {"images_per_s": 17.3},
+    }
+    (tmp_path / "03_evaluate").mkdir()
+    (tmp_path / "03_evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    stages = [{"notebook": "03_evaluate", "status": "ok", "seconds": 1.0, "error": None}]
+    text = demo.format_summary(demo.summarize(tmp_path, stages))
+    assert "seen 33.6 | unseen 16.0 | 17.3 images/s" in text and "ellipse" in text
+    assert "FAILED" not in text
+
+
+MISSING_PATHS = {
+    "00_quickstart": "IMAGE",
+    "01_data_prep": "COCO_ANNOTATIONS",
+    "03_evaluate": "ANNOTATIONS",
+    "04_iwildcam_visualize": "DETECTIONS",
+    "05_partial_supervision": "RESULTS",
+}
+
+
+@pytest.mark.parametrize(("name", "setting"), sorted(MISSING_PATHS.items()))
+def test_missing_data_path_stops_in_the_first_cells(name, setting, tmp_path):
+    """A wrong path ends the run in the imports cell with one line naming the setting."""
+    params = {"QUICK": True, setting: "/nonexistent/input.json", "OUTPUT_DIR": str(tmp_path)}
+    with pytest.raises(demo.NotebookFailed) as info:
+        demo.execute_notebook(NOTEBOOK_DIR / f"{name}.py", params, timeout=300)
+    message = str(info.value)
+    assert "cell 3 raised MissingInput" in message and setting in message
+    outputs = [o for c in info.value.nb.cells for o in c.get("outputs", [])]
+    error = next(o for o in outputs if o.output_type == "error")
+    assert error.traceback == [f"MissingInput: {error.evalue}"]  # no stack trace
+    assert f"Set {setting} in the parameters cell" in error.evalue
+
+
+# ----------------------------------------------------------- executed notebooks
+
+
+def _executed(name: str, tmp_path: Path, **params) -> tuple[Path, str]:
+    """Runs notebook ``name`` in QUICK mode into ``tmp_path/name``; returns that folder
+    and the text of all its outputs."""
+    out = tmp_path / name
+    params = {"QUICK": True, "OUTPUT_DIR": str(out), **demo.DEMO_PARAMETERS.get(name, {}), **params}
+    nb = demo.execute_notebook(NOTEBOOK_DIR / f"{name}.py", params, timeout=900)
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    texts = [o.get("text", "") for o in outputs] + [
+        o.get("data", {}).get("text/plain", "") for o in outputs
+    ]
+    return out, "\n".join(texts)
+
+
+@pytest.mark.large
+@pytest.mark.timeout(900)
+def test_01_data_prep_writes_tfrecords_and_split_counts(tmp_path):
+    out, text = _executed("01_data_prep", tmp_path)
+    assert "instances per split" in text
+    counts = json.loads((out / "splits.json").read_text())
+    assert counts["shapes"]["seen"] > 0 and counts["shapes"]["unseen"] > 0
+    assert list((out / "shapes" / "tfrecords").glob("train-*.tfrecord"))
+    if samples.available():
+        assert counts["val_dev"] == {"voc": 302, "non_voc": 141}
+        assert list((out / "coco").glob("val_dev-*.tfrecord"))
+
+
+@pytest.mark.large
+@pytest.mark.timeout(900)
+def test_02_train_trains_the_shared_quick_model(tmp_path):
+    out, text = _executed("02_train", tmp_path)
+    assert "OneDeviceStrategy" in text and "step before: " in text
+    assert demo.trained_step(demo.quick_model_dir()) >= demo.QUICK_STEPS
+    assert (out / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.large
+@pytest.mark.timeout(900)
+def test_00_quickstart_draws_masks(tmp_path):
+    out, text = _executed("00_quickstart", tmp_path)
+    assert "model: quick shapes model" in text and "masks (4, 256, 256) float32" in text
+    picture = np.asarray(Image.open(out / "masks.png"))
+    assert picture.shape == (256, 256, 3)
+
+
+@pytest.mark.large
+@pytest.mark.timeout(900)
+def test_03_evaluate_writes_split_metrics_for_model_and_baselines(tmp_path):
+    out, text = _executed("03_evaluate", tmp_path)
+    assert "mask AP" in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    mask = metrics["protocols"]["box_prompted"]["mask"]
+    assert 0 < mask["unseen"]["AP"] < mask["seen"]["AP"] <= 100
+    assert set(metrics["baselines"]) == {"box", "ellipse", "grabcut"}
+    assert metrics["speed"]["images_per_s"] > 0 and metrics["speed"]["images"] == 40
+    for name in ("method_comparison.png", "unseen_examples.png"):
+        assert (out / name).is_file()
+
+
+@pytest.mark.large
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(not samples.available(), reason="camera-trap sample data not found")
+def test_04_iwildcam_writes_label_pngs(tmp_path):
+    from deepmac_nb.inference import megadetector
+
+    out, text = _executed("04_iwildcam_visualize", tmp_path)
+    assert "camera-trap sample set" in text and "images written" in text
+    sample = samples.camera_traps("mdv5")
+    entries = megadetector.read_detections(sample.detections, sample.images).images[:12]
+    for entry in entries:
+        labels = np.asarray(Image.open(out / "iwildcam" / "instance_masks" / f"{entry.key}.png"))
+        kept = [d for d in entry.detections if d.conf >= 0.2]
+        assert labels.dtype == np.uint8 and labels.ndim == 2
+        assert set(np.unique(labels).tolist()) <= set(range(len(kept) + 1)), entry.key
+    assert json.loads((out / "iwildcam" / "masks_coco_rle.json").read_text())["annotations"]
+
+
+@pytest.mark.large
+@pytest.mark.timeout(900)
+def test_05_partial_supervision_compares_heads_and_renders_results(tmp_path):
+    results = tmp_path / "ablation.json"
+    results.write_text(json.dumps(_ablation_results()))
+    out, text = _executed("05_partial_supervision", tmp_path, RESULTS=str(results))
+    assert "fakehead" in text  # the ablation results were rendered
+    heads = {r["head"]: r["params"] for r in json.loads((out / "head_params.json").read_text())}
+    assert len(heads) == 13 and heads["hourglass100"] == 47_276_545
+    rows = json.loads((out / "head_comparison.json").read_text())
+    assert [r["head"] for r in rows] == ["hourglass20", "conv2", "ellipse (no learning)"]
+    assert (out / "unseen_by_head.png").is_file()
+
+
+@pytest.mark.large
+@pytest.mark.timeout(900)
+def test_demo_command_writes_html_and_a_summary(tmp_path, capsys):
+    args = argparse.Namespace(
+        out=str(tmp_path / "demo"), quick=True, only="01_data_prep", timeout=600
+    )
+    assert demo.run(args) == 0
+    printed = capsys.readouterr().out
+    assert "[1/1] 01_data_prep: running" in printed and "[1/1] 01_data_prep: ok" in printed
+    html = (tmp_path / "demo" / "html" / "01_data_prep.html").read_text()
+    assert "instances per split" in html
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["stages"][0]["status"] == "ok"
