@@ -26,7 +26,6 @@ import dataclasses
 from collections.abc import Callable
 
 from official.core import config_definitions as cfg
-from official.core import exp_factory, task_factory
 from official.modeling import optimization
 from official.projects.deepmac_maskrcnn.configs import deep_mask_head_rcnn as mg_cfg
 from official.projects.deepmac_maskrcnn.tasks import deep_mask_head_rcnn as mg_task
@@ -34,6 +33,7 @@ from official.vision.configs import backbones, common, decoders
 from official.vision.configs import maskrcnn as mrcnn_cfg
 
 from deepmac_nb import splits
+from deepmac_nb.train import registration
 
 # Mask-head variant -> how often it halves its input: the RoI crop must divide by 2**n.
 MASK_HEADS: dict[str, int] = {"default": 0, "hourglass20": 2, "hourglass52": 5, "hourglass100": 5}
@@ -383,8 +383,4 @@ EXPERIMENTS: dict[str, Callable[[], cfg.ExperimentConfig]] = {
 
 def register() -> None:
     """Registers the task class and every Deep-MARC experiment with Model Garden (idempotent)."""
-    if DeepMARCTaskConfig not in task_factory._REGISTERED_TASK_CLS:
-        task_factory.register_task_cls(DeepMARCTaskConfig)(DeepMARCTask)
-    for name, factory in EXPERIMENTS.items():
-        if name not in exp_factory._REGISTERED_CONFIGS:
-            exp_factory.register_config_factory(name)(factory)
+    registration.register_family(DeepMARCTaskConfig, DeepMARCTask, EXPERIMENTS)

@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from official.core import config_definitions as cfg
-from official.core import exp_factory, task_factory
+from official.core import exp_factory
 from official.modeling import optimization
 from official.projects.centernet.configs import backbones as cn_backbones
 from official.projects.centernet.configs import centernet as cn_cfg
 
 from deepmac_nb.deepmarc import experiments as deepmarc_experiments
 from deepmac_nb.modeling.config import DeepMACModelConfig, MaskConfig
+from deepmac_nb.train import registration
 from deepmac_nb.train.config import DataConfig, DeepMACTaskConfig, ParserConfig
 from deepmac_nb.train.task import DeepMACTask
 
@@ -199,11 +200,7 @@ EXPERIMENTS: dict[str, Callable[[], cfg.ExperimentConfig]] = {
 
 def register() -> None:
     """Registers the task classes and every Deep-MAC and Deep-MARC experiment (idempotent)."""
-    if DeepMACTaskConfig not in task_factory._REGISTERED_TASK_CLS:
-        task_factory.register_task_cls(DeepMACTaskConfig)(DeepMACTask)
-    for name, factory in EXPERIMENTS.items():
-        if name not in exp_factory._REGISTERED_CONFIGS:
-            exp_factory.register_config_factory(name)(factory)
+    registration.register_family(DeepMACTaskConfig, DeepMACTask, EXPERIMENTS)
     deepmarc_experiments.register()
 
 
