@@ -28,6 +28,13 @@ MIRRORED_SCRIPT = textwrap.dedent(
 
     params = tiny_params(Path(sys.argv[1]))
     params.task.train_data.global_batch_size = 4
+    # Plain SGD: the update is proportional to the gradient. Adam's first step is
+    # ~lr * sign(g), which turns round-off on near-zero gradients into lr-sized jumps.
+    params.trainer.optimizer_config.override({
+        "optimizer": {"type": "sgd", "sgd": {"momentum": 0.0}},
+        "learning_rate": {"type": "constant", "constant": {"learning_rate": 0.01}},
+        "warmup": {"type": None},
+    }, is_strict=False)
     task = task_factory.get_task(params.task)
     # One example repeated: every replica then sees identical data, so per-replica loss
     # normalizers equal the global ones and the two runs must agree exactly.
