@@ -66,19 +66,19 @@ from pathlib import Path
 
 import numpy as np
 
-from deepmac_nb import demo, viz, widgets
+from deepmac_nb import tutorial, viz, widgets
 from deepmac_nb.inference import iwildcam
 
 if IMAGE is not None:
-    demo.require_path(IMAGE, "IMAGE", "Give a photo path, or None for the synthetic example.")
-demo.quiet_tensorflow()
+    tutorial.require_path(IMAGE, "IMAGE", "Give a photo path, or None for the synthetic example.")
+tutorial.quiet_tensorflow()
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
 # ## 1. Load a model
 #
-# `demo.load_predictor` returns a `Predictor`: `predict(image, boxes)` takes a `uint8`
+# `tutorial.load_predictor` returns a `Predictor`: `predict(image, boxes)` takes a `uint8`
 # RGB image of any size and `[N, 4]` normalized boxes and returns `float32 [N, H, W]`
 # mask probabilities. `"auto"` uses the official DeepMAC checkpoint (CenterNet
 # Hourglass-104 trained on COCO, downloaded once) when `download.tensorflow.org`
@@ -87,7 +87,9 @@ out.mkdir(parents=True, exist_ok=True)
 # It is cached under `$DEEPMAC_NB_CACHE` and shared by all notebooks.
 
 # %%
-predictor, description = demo.load_predictor(MODEL, steps=demo.QUICK_STEPS if QUICK else None)
+predictor, description = tutorial.load_predictor(
+    MODEL, steps=tutorial.QUICK_STEPS if QUICK else None
+)
 print("model:", description)
 
 # %% [markdown]
@@ -98,7 +100,7 @@ print("model:", description)
 # (MegaDetector in notebook 04), or ground truth.
 
 # %%
-image = demo.shapes_example(EXAMPLE_INDEX)[0] if IMAGE is None else iwildcam.load_rgb(IMAGE)
+image = tutorial.shapes_example(EXAMPLE_INDEX)[0] if IMAGE is None else iwildcam.load_rgb(IMAGE)
 boxes = np.array(BOXES, np.float32)
 print("image", image.shape, image.dtype, "| boxes", boxes.shape)
 viz.show(viz.draw_boxes(image, boxes))

@@ -62,10 +62,10 @@ import json
 import os
 from pathlib import Path
 
-from deepmac_nb import _io, demo, splits, viz
+from deepmac_nb import _io, splits, tutorial, viz
 from deepmac_nb.data import coco_tfrecord, samples, shapes
 
-coco_sets = demo.coco_inputs(
+coco_sets = tutorial.coco_inputs(
     COCO_ANNOTATIONS, COCO_IMAGES, names=("val_dev",) if QUICK else samples.COCO_MINI_SPLITS
 )
 out = Path(OUTPUT_DIR)

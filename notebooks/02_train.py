@@ -46,7 +46,7 @@ except ImportError:
 # %% tags=["parameters"]
 QUICK = True  # True: few steps (~2 min on a CPU); False: the experiment's own length
 EXPERIMENT = "deepmac_shapes_quick"  # any name of the table below
-STEPS = None  # None: QUICK -> demo.QUICK_STEPS, else the experiment's train_steps
+STEPS = None  # None: QUICK -> tutorial.QUICK_STEPS, else the experiment's train_steps
 MASK_HEAD = None  # e.g. "hourglass52", "resnet4", "conv2"; None: the experiment's
 PARAMS_OVERRIDE = ""  # e.g. "task.train_data.input_path=coco/train*" for paper configs
 STRATEGY = "auto"  # auto | tpu | mirrored | one_device | cpu
@@ -62,18 +62,20 @@ import argparse
 import time
 from pathlib import Path
 
-from deepmac_nb import demo, viz
+from deepmac_nb import tutorial, viz
 
-demo.quiet_tensorflow()
+tutorial.quiet_tensorflow()
 import tensorflow as tf
 
 from deepmac_nb.train import experiments, runner, train_cli
 
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
-steps = STEPS or (demo.QUICK_STEPS if QUICK else None)
-shared = EXPERIMENT == demo.QUICK_EXPERIMENT and MODEL_DIR is None and not PARAMS_OVERRIDE
-model_dir = demo.quick_model_dir(steps, MASK_HEAD) if shared else Path(MODEL_DIR or out / "model")
+steps = STEPS or (tutorial.QUICK_STEPS if QUICK else None)
+shared = EXPERIMENT == tutorial.QUICK_EXPERIMENT and MODEL_DIR is None and not PARAMS_OVERRIDE
+model_dir = (
+    tutorial.quick_model_dir(steps, MASK_HEAD) if shared else Path(MODEL_DIR or out / "model")
+)
 
 # %% [markdown]
 # ## 1. Pick an experiment
@@ -158,7 +160,7 @@ train_cli.check_model_dir(model_dir, EXPERIMENT)
 train_cli.mark_model_dir(model_dir, EXPERIMENT)
 start = time.perf_counter()
 viz.LiveLossCurve(model_dir, interval=15).run(runner.train, params, model_dir, strategy=STRATEGY)
-print(f"at step {demo.trained_step(model_dir)} after {time.perf_counter() - start:.0f} s")
+print(f"at step {tutorial.trained_step(model_dir)} after {time.perf_counter() - start:.0f} s")
 
 # %%
 scalars = viz.read_scalars(model_dir)
@@ -178,6 +180,6 @@ print("last logged values:", last)
 
 # %%
 print("checkpoints:", sorted(p.stem for p in model_dir.glob("ckpt-*.index")))
-before = demo.trained_step(model_dir)
+before = tutorial.trained_step(model_dir)
 runner.train(params, model_dir, strategy=STRATEGY)
-print(f"step before: {before}, after rerun: {demo.trained_step(model_dir)}")
+print(f"step before: {before}, after rerun: {tutorial.trained_step(model_dir)}")

@@ -61,10 +61,10 @@ OUTPUT_DIR = "runs/notebooks/03_evaluate"
 # %matplotlib inline
 from pathlib import Path
 
-from deepmac_nb import _io, demo, viz
+from deepmac_nb import _io, tutorial, viz
 
-demo.quiet_tensorflow()
-annotations, images = demo.eval_inputs(ANNOTATIONS, IMAGES)
+tutorial.quiet_tensorflow()
+annotations, images = tutorial.eval_inputs(ANNOTATIONS, IMAGES)
 from deepmac_nb.evaluation import (
     baselines,
     evaluate_cli,
@@ -87,8 +87,10 @@ print("evaluating on", annotations, "|", images)
 # For the shapes set the splits are `seen` / `unseen`, for COCO ids `voc` / `non_voc`.
 
 # %%
-predictor, description = demo.load_predictor(MODEL, steps=demo.QUICK_STEPS if QUICK else None)
-warm_image, warm_boxes, *_ = demo.shapes_example(0)
+predictor, description = tutorial.load_predictor(
+    MODEL, steps=tutorial.QUICK_STEPS if QUICK else None
+)
+warm_image, warm_boxes, *_ = tutorial.shapes_example(0)
 predictor.predict(warm_image, warm_boxes)  # traces the graph once, outside the timing
 predictions, stats = run_box_prompted(
     annotations, images, predictor.predict, max_images=max_images, progress=False
@@ -181,9 +183,9 @@ viz.plot_method_comparison(results, path=out / "method_comparison.png")
 # the baselines'.
 
 # %%
-examples = demo.unseen_examples(4)
+examples = tutorial.unseen_examples(4)
 methods = {"model": predictor, **{n: baselines.get_mask_fn(n) for n in BASELINES}}
-sheet = demo.mask_grid(examples, methods, title="unseen classes: model vs baselines")
+sheet = tutorial.mask_grid(examples, methods, title="unseen classes: model vs baselines")
 viz.save_figure(sheet, out / "unseen_examples.png")
 sheet
 

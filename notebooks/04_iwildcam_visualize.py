@@ -68,10 +68,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from deepmac_nb import demo, viz, widgets
+from deepmac_nb import tutorial, viz, widgets
 
-detections_path, images_dir, source = demo.iwildcam_inputs(DETECTIONS, IMAGES_DIR)
-demo.quiet_tensorflow()
+detections_path, images_dir, source = tutorial.iwildcam_inputs(DETECTIONS, IMAGES_DIR)
+tutorial.quiet_tensorflow()
 from deepmac_nb.evaluation import baselines
 from deepmac_nb.inference import iwildcam, megadetector, segment_cli
 
@@ -115,7 +115,9 @@ viz.table(
 # a photograph, so expect rough masks. The classical baselines are in the viewer too.
 
 # %%
-predictor, description = demo.load_predictor(MODEL, steps=demo.QUICK_STEPS if QUICK else None)
+predictor, description = tutorial.load_predictor(
+    MODEL, steps=tutorial.QUICK_STEPS if QUICK else None
+)
 print("model:", description)
 
 # %% [markdown]

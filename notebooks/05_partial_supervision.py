@@ -61,16 +61,16 @@ from pathlib import Path
 
 from IPython.display import Image, Markdown, display
 
-from deepmac_nb import _io, demo, viz
+from deepmac_nb import _io, tutorial, viz
 
-demo.quiet_tensorflow()
+tutorial.quiet_tensorflow()
 from deepmac_nb.evaluation import baselines
 from deepmac_nb.inference.predictor import Predictor
 
-found = demo.find_results() if RESULTS is None else [demo.require_path(RESULTS, "RESULTS")]
+found = tutorial.find_results() if RESULTS is None else [tutorial.require_path(RESULTS, "RESULTS")]
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
-steps = demo.QUICK_STEPS if QUICK else None
+steps = tutorial.QUICK_STEPS if QUICK else None
 max_images = 40 if QUICK else None
 
 # %% [markdown]
@@ -83,7 +83,7 @@ max_images = 40 if QUICK else None
 # labels it:
 
 # %%
-viz.table(demo.training_batch_rows(demo.quick_params(steps)))
+viz.table(tutorial.training_batch_rows(tutorial.quick_params(steps)))
 
 # %% [markdown]
 # So the mask head sees discs, squares, triangles and crosses, and at test time must
@@ -108,7 +108,7 @@ viz.table(demo.training_batch_rows(demo.quick_params(steps)))
 # of. Parameter counts at the paper's width (nc = 64, S = 32, 50 input channels):
 
 # %%
-head_rows = demo.mask_head_parameter_counts()
+head_rows = tutorial.mask_head_parameter_counts()
 _io.write_json(out / "head_params.json", head_rows)
 viz.table(head_rows)
 
@@ -127,16 +127,16 @@ for path in found:
         display(Markdown(path.read_text()))
         continue
     results = json.loads(path.read_text())
-    rows = demo.ablation_table(results)
+    rows = tutorial.ablation_table(results)
     print("seen / unseen =", " / ".join(results.get("splits", ["?", "?"])))
     display(viz.table(rows))
     if rows and "unseen AP" in rows[0]:
         viz.show(viz.plot_ap_vs_params(rows, "unseen AP"))
-for figure in sorted(demo.repo_path("docs").glob("ablation_*.png")):
+for figure in sorted(tutorial.repo_path("docs").glob("ablation_*.png")):
     display(Image(filename=str(figure)))
 if not found:
     print(
-        f"Ablation results: not yet run. Command (from the repository root):\n\n{demo.ABLATION_COMMAND}"
+        f"Ablation results: not yet run. Command (from the repository root):\n\n{tutorial.ABLATION_COMMAND}"
     )
 
 # %% [markdown]
@@ -152,17 +152,19 @@ if not found:
 # `QUICK = False` these runs use the experiment's full schedule.
 
 # %%
-annotations, images = demo.quick_eval_set()
-heads = {"hourglass20": demo.ensure_quick_model(steps)}
-heads.update({head: demo.ensure_quick_model(steps, head) for head in COMPARE_HEADS})
+annotations, images = tutorial.quick_eval_set()
+heads = {"hourglass20": tutorial.ensure_quick_model(steps)}
+heads.update({head: tutorial.ensure_quick_model(steps, head) for head in COMPARE_HEADS})
 predictors = {head: Predictor.from_model_dir(model_dir) for head, model_dir in heads.items()}
-params = {r["head"]: r["params"] for r in demo.mask_head_parameter_counts(list(heads), 16, 32, 34)}
+params = {
+    r["head"]: r["params"] for r in tutorial.mask_head_parameter_counts(list(heads), 16, 32, 34)
+}
 comparison = []
 for head, predictor in predictors.items():
-    metrics = demo.box_prompted_metrics(predictor.predict, annotations, images, max_images)
+    metrics = tutorial.box_prompted_metrics(predictor.predict, annotations, images, max_images)
     row = {"head": head, "params (quick width)": params[head]}
     comparison.append(row | {f"{s} AP": metrics["mask"][s]["AP"] for s in ("seen", "unseen")})
-ellipse = demo.box_prompted_metrics(baselines.ellipse_masks, annotations, images, max_images)
+ellipse = tutorial.box_prompted_metrics(baselines.ellipse_masks, annotations, images, max_images)
 comparison.append({"head": "ellipse (no learning)", "params (quick width)": 0}
                   | {f"{s} AP": ellipse["mask"][s]["AP"] for s in ("seen", "unseen")})  # fmt: skip
 _io.write_json(out / "head_comparison.json", comparison)
@@ -173,7 +175,9 @@ viz.table(comparison)
 # head never saw a mask of; each column a head.
 
 # %%
-sheet = demo.mask_grid(demo.unseen_examples(5), predictors, title="unseen-class masks by head")
+sheet = tutorial.mask_grid(
+    tutorial.unseen_examples(5), predictors, title="unseen-class masks by head"
+)
 viz.save_figure(sheet, out / "unseen_by_head.png")
 sheet
 

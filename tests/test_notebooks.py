@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepmac_nb import demo
+from deepmac_nb import demo, tutorial
 from deepmac_nb.data import samples
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -92,35 +92,35 @@ def test_inject_parameters_appends_to_the_parameters_cell():
 
 
 def test_require_path_names_the_setting(tmp_path):
-    assert demo.require_path(tmp_path, "X") == tmp_path
-    with pytest.raises(demo.MissingInput, match=r"DETECTIONS = '/nope.json' does not exist"):
-        demo.require_path("/nope.json", "DETECTIONS", "hint")
-    with pytest.raises(demo.MissingInput, match="IMAGES is not set"):
-        demo.require_path(None, "IMAGES")
-    error = demo.MissingInput("IMAGES is not set.")
+    assert tutorial.require_path(tmp_path, "X") == tmp_path
+    with pytest.raises(tutorial.MissingInput, match=r"DETECTIONS = '/nope.json' does not exist"):
+        tutorial.require_path("/nope.json", "DETECTIONS", "hint")
+    with pytest.raises(tutorial.MissingInput, match="IMAGES is not set"):
+        tutorial.require_path(None, "IMAGES")
+    error = tutorial.MissingInput("IMAGES is not set.")
     assert error._render_traceback_() == ["MissingInput: IMAGES is not set."]
 
 
 def test_trained_step_reads_the_checkpoint_file(tmp_path):
-    assert demo.trained_step(tmp_path) == 0
+    assert tutorial.trained_step(tmp_path) == 0
     (tmp_path / "checkpoint").write_text(
         'model_checkpoint_path: "ckpt-275"\nall_model_checkpoint_paths: "ckpt-25"\n'
     )
-    assert demo.trained_step(tmp_path) == 275
+    assert tutorial.trained_step(tmp_path) == 275
 
 
 def test_quick_model_dirs_live_in_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("DEEPMAC_NB_CACHE", str(tmp_path))
-    assert demo.quick_model_dir() == tmp_path / "models" / "deepmac_shapes_quick-300"
-    assert demo.quick_model_dir(None, "conv2").name == "deepmac_shapes_quick-conv2-full"
+    assert tutorial.quick_model_dir() == tmp_path / "models" / "deepmac_shapes_quick-300"
+    assert tutorial.quick_model_dir(None, "conv2").name == "deepmac_shapes_quick-conv2-full"
 
 
 def test_iwildcam_inputs_given_missing_and_kaggle(tmp_path, monkeypatch):
     md = tmp_path / "md.json"
     md.write_text("{}")
-    assert demo.iwildcam_inputs(md, tmp_path)[:2] == (md, tmp_path)
-    with pytest.raises(demo.MissingInput, match="IMAGES_DIR is not set"):
-        demo.iwildcam_inputs(md, None)
+    assert tutorial.iwildcam_inputs(md, tmp_path)[:2] == (md, tmp_path)
+    with pytest.raises(tutorial.MissingInput, match="IMAGES_DIR is not set"):
+        tutorial.iwildcam_inputs(md, None)
     competition = tmp_path / "kaggle" / "iwildcam2022-fgvc9"
     (competition / "metadata").mkdir(parents=True)
     (competition / "train" / "train").mkdir(parents=True)
@@ -129,24 +129,24 @@ def test_iwildcam_inputs_given_missing_and_kaggle(tmp_path, monkeypatch):
     (competition / "metadata" / "iwildcam2022_mdv4_detections.json").write_text(
         json.dumps(detections)
     )
-    found = demo.find_kaggle_iwildcam(tmp_path / "kaggle")
+    found = tutorial.find_kaggle_iwildcam(tmp_path / "kaggle")
     assert found == (
         competition / "metadata" / "iwildcam2022_mdv4_detections.json",
         competition / "train" / "train",
     )
-    assert demo.find_kaggle_iwildcam(tmp_path / "nothing") is None
-    monkeypatch.setattr(demo, "KAGGLE_INPUT", tmp_path / "nothing")
+    assert tutorial.find_kaggle_iwildcam(tmp_path / "nothing") is None
+    monkeypatch.setattr(tutorial, "KAGGLE_INPUT", tmp_path / "nothing")
     monkeypatch.setenv(samples.ENV_VAR, str(tmp_path / "no-data"))
-    with pytest.raises(demo.MissingInput, match="No camera-trap data"):
-        demo.iwildcam_inputs()
+    with pytest.raises(tutorial.MissingInput, match="No camera-trap data"):
+        tutorial.iwildcam_inputs()
 
 
 def test_coco_and_eval_inputs_check_given_paths(tmp_path):
-    with pytest.raises(demo.MissingInput, match="COCO_IMAGES is not set"):
-        demo.coco_inputs(tmp_path, None)
-    assert demo.coco_inputs(tmp_path, tmp_path)[0][1:] == (tmp_path, tmp_path)
-    with pytest.raises(demo.MissingInput, match="ANNOTATIONS"):
-        demo.eval_inputs(tmp_path / "val.json", tmp_path)
+    with pytest.raises(tutorial.MissingInput, match="COCO_IMAGES is not set"):
+        tutorial.coco_inputs(tmp_path, None)
+    assert tutorial.coco_inputs(tmp_path, tmp_path)[0][1:] == (tmp_path, tmp_path)
+    with pytest.raises(tutorial.MissingInput, match="ANNOTATIONS"):
+        tutorial.eval_inputs(tmp_path / "val.json", tmp_path)
 
 
 def _ablation_results():
@@ -159,7 +159,7 @@ def _ablation_results():
 
 
 def test_ablation_table_reads_the_benchmark_layout_and_falls_back():
-    rows = demo.ablation_table(_ablation_results())
+    rows = tutorial.ablation_table(_ablation_results())
     assert rows[0] == {
         "head": "fakehead",
         "params": 1234,
@@ -168,9 +168,9 @@ def test_ablation_table_reads_the_benchmark_layout_and_falls_back():
         "unseen AP (detected)": 2.0,
     }
     assert rows[1]["head"] == "ellipse (baseline)" and rows[1]["unseen AP"] == 11.1
-    generic = demo.ablation_table({"a": {"mask": {"unseen": {"AP": 3}}}, "note": "x"})
+    generic = tutorial.ablation_table({"a": {"mask": {"unseen": {"AP": 3}}}, "note": "x"})
     assert generic == [{"name": "a", "mask/unseen/AP": 3}]
-    assert demo.results_rows({"rows": [{"x": 1, "y": [1, 2]}]}) == [{"x": 1}]
+    assert tutorial.results_rows({"rows": [{"x": 1, "y": [1, 2]}]}) == [{"x": 1}]
 
 
 def test_selected_notebooks_and_summary_lines(tmp_path):
@@ -249,7 +249,7 @@ def test_01_data_prep_writes_tfrecords_and_split_counts(tmp_path):
 def test_02_train_trains_the_shared_quick_model(tmp_path):
     out, text = _executed("02_train", tmp_path)
     assert "OneDeviceStrategy" in text and "step before: " in text
-    assert demo.trained_step(demo.quick_model_dir()) >= demo.QUICK_STEPS
+    assert tutorial.trained_step(tutorial.quick_model_dir()) >= tutorial.QUICK_STEPS
     assert (out / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
