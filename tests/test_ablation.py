@@ -1,0 +1,85 @@
+"""``benchmarks/mask_head_ablation.py``: a tiny two-head sweep, its JSON schema and resume."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mask_head_ablation.py"
+HEADS = ("conv4", "resnet4")
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("mask_head_ablation", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tiny_overrides(data_root: Path, path: Path) -> Path:
+    """``tests/conftest.tiny_params`` sizes (64 px, width 8, S = 16) as a YAML file."""
+    task = {
+        "dataset": "",
+        "annotation_file": str(data_root / "val.json"),
+        "validation_images": str(data_root / "images"),
+        "model": {
+            "input_size": [64, 64, 3],
+            "max_num_instances": 8,
+            "backbone": {"hourglass": {"input_channel_dims": 8}},
+            "mask": {"num_init_channels": 8, "mask_size": 16, "pixel_embedding_dim": 8,
+                     "instance_embedding_dim": 8},
+        },
+        "train_data": {"input_path": str(data_root / "tfrecords" / "train-*.tfrecord"),
+                       "global_batch_size": 4, "shuffle_buffer_size": 32},
+    }  # fmt: skip
+    trainer = {"steps_per_loop": 3, "summary_interval": 3, "checkpoint_interval": 3}
+    path.write_text(yaml.safe_dump({"task": task, "trainer": trainer}))
+    return path
+
+
+def _argv(data_root: Path, tmp_path: Path) -> list[str]:
+    config = _tiny_overrides(data_root, tmp_path / "tiny.yaml")
+    return ["--dataset", "shapes", "--heads", ",".join(HEADS), "--seeds", "0", "--steps", "3",
+            "--baselines", "box", "--config-file", str(config), "--out",
+            str(tmp_path / "results.json"), "--runs-dir", str(tmp_path / "runs"),
+            "--figures", str(tmp_path / "figures")]  # fmt: skip
+
+
+def _check_schema(results: dict) -> None:
+    assert results["dataset"] == "shapes" and results["splits"] == ["seen", "unseen"]
+    assert results["steps"] == 3 and set(results["heads"]) == set(HEADS)
+    for summary in results["heads"].values():
+        assert summary["params"] > 0 and summary["mflops_per_instance"] > 0
+        assert summary["ms_per_instance"] > 0
+        for protocol in ("gt", "detected"):
+            for split in ("seen", "unseen"):
+                stat = summary[protocol][split]
+                assert len(stat["values"]) == 1 and 0.0 <= stat["mean"] <= 100.0
+    assert 0.0 <= results["baselines"]["box"]["unseen"]["AP"] <= 100.0
+    assert [(r["head"], r["seed"]) for r in results["runs"]] == [(h, 0) for h in HEADS]
+
+
+@pytest.mark.large
+def test_ablation_sweep_and_resume(tiny_shapes, tmp_path, capsys):
+    ablation = _load_script()
+    argv = _argv(tiny_shapes, tmp_path)
+    assert ablation.main(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    _check_schema(results)
+    metrics = sorted((tmp_path / "runs").glob(f"*/{ablation.METRICS_FILE}"))
+    assert len(metrics) == len(HEADS)
+    stamps = [p.stat().st_mtime_ns for p in metrics]
+    assert "| `conv4` |" in capsys.readouterr().out
+    figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    assert figures == ["ablation_shapes_ap_vs_cost.png", "ablation_shapes_masks.png"]
+
+    assert ablation.main(argv) == 0  # everything done: both runs are skipped
+    assert capsys.readouterr().out.count("skipped (done)") == len(HEADS)
+    assert [p.stat().st_mtime_ns for p in metrics] == stamps
+    assert json.loads((tmp_path / "results.json").read_text())["runs"] == results["runs"]
