@@ -149,23 +149,21 @@ def train_run(params, run_dir: Path, seed: int) -> dict:
 
 
 def evaluate_run(predictor, params, splits: list[str], max_images: int | None) -> dict:
-    """Mask AP per split with GT boxes (``gt``) and with the model's detections."""
+    """Mask AP per split with GT boxes (``gt``) and with the model's detections (``detected``,
+    which also reports box AP)."""
     from deepmac_nb.evaluation import coco_eval
     from deepmac_nb.evaluation import runner as ev
 
     coco = coco_eval.load_coco(params.task.annotation_file)
-    images = params.task.validation_images
+    protocols = {
+        "gt": (ev.run_box_prompted, predictor.predict, ("segm",)),
+        "detected": (ev.run_detected, predictor.detect, ("segm", "bbox")),
+    }
     out = {}
-    for protocol in PROTOCOLS:
-        if protocol == "gt":
-            preds, stats = ev.run_box_prompted(
-                coco, images, predictor.predict, max_images=max_images, progress=False
-            )
-        else:
-            preds, stats = ev.run_detected(
-                coco, images, predictor.detect, max_images=max_images, progress=False
-            )
-        iou_types = ("segm",) if protocol == "gt" else ("segm", "bbox")
+    for protocol, (run, fn, iou_types) in protocols.items():
+        preds, stats = run(
+            coco, params.task.validation_images, fn, max_images=max_images, progress=False
+        )
         ids = stats.pop("image_ids")
         metrics = coco_eval.evaluate_predictions(coco, preds, splits, iou_types, ids)
         out[protocol] = {**metrics, "stats": stats}
@@ -343,13 +341,12 @@ def _fmt(value: float | None) -> str:
 
 
 def _pm(stat: dict) -> str:
+    """``mean ± spread`` over several seeds, the bare value for one, ``-`` for none."""
     if stat["mean"] is None:
         return "-"
-    return (
-        f"{stat['mean']:.1f} ± {stat['spread']:.1f}"
-        if len(stat["values"]) > 1
-        else (f"{stat['mean']:.1f}")
-    )
+    if len(stat["values"]) == 1:
+        return f"{stat['mean']:.1f}"
+    return f"{stat['mean']:.1f} ± {stat['spread']:.1f}"
 
 
 def markdown_tables(results: dict) -> str:
@@ -391,8 +388,7 @@ def _draw_heads(ax, results: dict, key: str, style: str, color: str) -> None:
 
 
 def plot_ap_vs_cost(results: dict, path: Path, overlays: list[dict] = ()) -> None:
-    """Unseen-class mask AP (GT boxes) vs head params and FLOPs per instance; ``overlays``
-    are further results (e.g. a longer schedule) drawn in other markers."""
+    """Unseen AP (GT boxes) vs head params and FLOPs; ``overlays``: more results, new markers."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullFormatter
 

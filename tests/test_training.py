@@ -214,3 +214,19 @@ def test_init_checkpoint_restores_backbone_across_class_counts(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="No checkpoint"):
         task_factory.get_task(params.task).initialize(model)
+
+
+def test_steps_flag_stretches_the_decay_schedule():
+    from argparse import Namespace
+
+    from deepmac_nb.train import train_cli
+
+    args = Namespace(experiment="deepmac_shapes_quick", config_file=[], params_override="",
+                     mask_head=None, steps=600)  # fmt: skip
+    params = train_cli.build_params(args)
+    assert params.trainer.train_steps == 600
+    assert params.trainer.optimizer_config.learning_rate.cosine.decay_steps == 600
+    args.experiment = "deepmarc_shapes_quick"
+    params = train_cli.build_params(args)
+    lr = params.trainer.optimizer_config.learning_rate
+    assert params.trainer.train_steps == 600 and lr.get().decay_steps == 600

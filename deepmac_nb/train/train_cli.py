@@ -59,7 +59,7 @@ def build_params(args: argparse.Namespace):
     if args.mask_head:
         set_mask_head(params, args.mask_head)
     if args.steps:
-        params.trainer.train_steps = args.steps
+        set_train_steps(params, args.steps)
     params.validate()
     return params
 
@@ -77,6 +77,16 @@ def set_mask_head(params, name: str) -> None:
             f"unknown mask head {name!r}; valid: {', '.join(mask_heads.MASK_HEAD_NAMES)}"
         )
     params.task.model.mask.network_type = name
+
+
+def set_train_steps(params, steps: int) -> None:
+    """Sets ``train_steps`` and stretches a cosine / polynomial decay to end with it, so a
+    shorter run still anneals its learning rate (warm-up steps are kept)."""
+    params.trainer.train_steps = steps
+    lr = params.trainer.optimizer_config.learning_rate
+    schedule = lr.get() if lr.type else None
+    if schedule is not None and hasattr(schedule, "decay_steps"):
+        schedule.decay_steps = steps
 
 
 def check_model_dir(model_dir: Path, experiment: str) -> None:
