@@ -87,7 +87,8 @@ def full_window(height, width) -> tf.Tensor:
 
 
 def crop_window(image: tf.Tensor, window: tf.Tensor, input_size) -> tf.Tensor:
-    """Normalizes ``image uint8 [H, W, 3]`` and samples ``window`` to the input size.
+    """Normalizes ``image [H, W, 3]`` (uint8, or float32 on [0, 255]) and samples ``window``
+    to the input size.
 
     Normalizing first makes the area outside the image exactly 0, the same padding
     value ``preprocess.resize_and_pad`` uses at inference.
@@ -180,7 +181,8 @@ class DeepMACParser:
             flipped = tf.random.uniform([]) < 0.5
             image = tf.cond(flipped, lambda: tf.image.flip_left_right(image), lambda: image)
             boxes = tf.cond(flipped, lambda: flip_boxes(boxes), lambda: boxes)
-        return tf.cast(tf.round(image * 255.0), tf.uint8), boxes, flipped
+        # Stay in float: crop_window normalizes from the [0, 255] scale anyway.
+        return image * 255.0, boxes, flipped
 
     def _instance_labels(self, decoded, boxes, window, flipped) -> dict:
         framed = reframe_boxes(boxes, window)

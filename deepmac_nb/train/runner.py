@@ -8,6 +8,7 @@ Example (from a notebook):
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import tensorflow as tf
@@ -56,8 +57,6 @@ def select_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute
 
 def _has_tpu_hint() -> bool:
     """Cheap check before the (slow) TPU resolver: Colab/Kaggle TPU VMs set these."""
-    import os
-
     return any(k in os.environ for k in ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE"))
 
 

@@ -46,7 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_params(args: argparse.Namespace):
     """The experiment config with YAML files, overrides and shortcuts applied, validated."""
-    from official.core import exp_factory  # noqa: F401  (imported for its override helpers)
     from official.modeling import hyperparams
 
     from deepmac_nb.train import experiments
