@@ -53,3 +53,61 @@ def tiny_params(data_root, steps=20, head="resnet4", **trainer):
         is_strict=True,
     )  # fmt: skip
     return params
+
+
+_LOAD_SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+fn = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+data = np.load(sys.argv[2])
+out = fn(input_tensor=tf.constant(data["image"]), boxes=tf.constant(data["boxes"]))
+np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})
+specs = fn.structured_input_signature[1]
+print(json.dumps({
+    "modules": sorted({m.split(".")[0] for m in sys.modules}),
+    "inputs": {k: [v.dtype.name, v.shape.as_list()] for k, v in specs.items()},
+}))
+"""
+
+
+def run_signature_in_subprocess(saved, image, boxes, tmp_path):
+    """Calls a SavedModel's ``serving_default(input_tensor=image[None], boxes=boxes[None])``
+    in a fresh Python that imports only TensorFlow and numpy.
+
+    Returns ``(outputs dict of numpy arrays, info)`` where ``info`` has ``modules`` (top-level
+    packages imported by the loader) and ``inputs`` (``name -> [dtype, shape]``).
+    """
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    np.savez(tmp_path / "in.npz", image=image[None], boxes=boxes[None])
+    (tmp_path / "load.py").write_text(_LOAD_SCRIPT)
+    cmd = [sys.executable, str(tmp_path / "load.py"), str(saved), str(tmp_path / "in.npz")]
+    proc = subprocess.run([*cmd, str(tmp_path / "out.npz")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    return dict(np.load(tmp_path / "out.npz")), info
+
+
+def camera_trap_prompts(limit_boxes=40):
+    """``(image uint8 [H, W, 3], boxes float32 [N, 4])`` for every real camera-trap photo
+    of the sample data (MegaDetector v5 and Serengeti boxes), or skip when it is absent."""
+    import numpy as np
+
+    from deepmac_nb.data import samples
+    from deepmac_nb.inference import iwildcam, megadetector
+
+    try:
+        sets = [samples.camera_traps("mdv5"), samples.camera_traps("serengeti_gt")]
+    except samples.SampleDataMissing as exc:
+        pytest.skip(f"camera-trap sample data absent: {exc}")
+    prompts = []
+    for ds in sets:
+        for entry in megadetector.read_detections(ds.detections, ds.images).images:
+            boxes = np.array([d.box for d in entry.detections], np.float32).reshape(-1, 4)
+            prompts.append((iwildcam.load_rgb(ds.images / entry.file), boxes[:limit_boxes]))
+    return prompts

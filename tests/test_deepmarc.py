@@ -4,16 +4,19 @@ CPU training through the CLI, box-prompted masks behind Deep-MAC's interface."""
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import camera_trap_prompts, run_signature_in_subprocess
 from official.core import task_factory
 
 from deepmac_nb import splits
 from deepmac_nb.cli import main
 from deepmac_nb.deepmarc import experiments as marc
 from deepmac_nb.deepmarc import predictor as marc_predictor
+from deepmac_nb.inference.predictor import Predictor
 from deepmac_nb.train import experiments, train_cli
 
 # deepmarc_shapes_quick shrunk to seconds: 64 px, ResNet-18 at 1/4 width, 8x8 RoI crops.
@@ -40,6 +43,8 @@ TINY = {
     "trainer": {"steps_per_loop": 1, "summary_interval": 1, "checkpoint_interval": 2},
 }
 MASK_SIZE = 16  # crop 8 x upsample 2
+BOXES = np.array([[0.1, 0.2, 0.6, 0.7], [0.4, 0.0, 1.0, 0.5], [0.3, 0.3, 0.3, 0.3]], np.float32)
+TFLITE_TOLERANCE = 1e-3  # max abs difference of mask probabilities vs the SavedModel
 
 
 def _train_glob(data_root) -> str:
@@ -317,3 +322,85 @@ def test_paper_models_build_at_tiny_input(name):
     model = marc_predictor.DeepMARCModel.from_config(config)
     masks = model.predict_masks(_image(100, 120)[None], tf.constant([[[0.1, 0.1, 0.9, 0.7]]]))
     assert masks.shape == (1, 1, 64, 64)  # crop 32 x upsample 2
+
+
+# --- export: the same SavedModel signature and TFLite contract as Deep-MAC -------------
+
+
+@pytest.fixture(scope="module")
+def marc_saved(trained_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("marc_export") / "saved_model"
+    assert main(["export", "--model-dir", str(trained_dir), "--out", str(out)]) == 0
+    return out
+
+
+def test_export_loads_with_tensorflow_alone(marc_model, marc_saved, tmp_path):
+    image = _image(50, 90)
+    out, info = run_signature_in_subprocess(marc_saved, image, BOXES, tmp_path)
+    assert not {"deepmac_nb", "official"} & set(info["modules"])
+    assert info["inputs"] == {
+        "input_tensor": ["uint8", [1, None, None, 3]], "boxes": ["float32", [1, None, 4]]
+    }  # fmt: skip
+    want = marc_model.predict_masks(image[None], BOXES[None]).numpy()
+    assert out["detection_masks"].shape == (1, 3, MASK_SIZE, MASK_SIZE)
+    np.testing.assert_allclose(out["detection_masks"], want, atol=1e-5)
+    dets = marc_model.detect(image[None])
+    for key in ("detection_boxes", "detection_scores", "detection_classes", "num_detections"):
+        assert out[key].dtype == np.float32, key
+        np.testing.assert_allclose(out[key], np.float32(dets[key].numpy()), atol=1e-5)
+
+
+def test_exported_predictor_matches_model_dir(trained_dir, marc_saved):
+    exported, direct = Predictor.load(marc_saved), Predictor.load(trained_dir)
+    assert (exported.backend, exported.mask_size) == ("saved_model", MASK_SIZE)
+    image = _image(70, 40, seed=3)
+    np.testing.assert_allclose(
+        exported.predict_box_masks(image, BOXES), direct.predict_box_masks(image, BOXES), atol=1e-5
+    )
+    assert exported.predict(image, []).shape == (0, 70, 40)
+    assert exported.detect(image, min_score=0.0)["masks"].shape[1:] == (70, 40)
+
+
+def test_tflite_export_builtin_ops_match_saved_model(trained_dir, marc_saved, tmp_path):
+    path = tmp_path / "marc.tflite"
+    argv = ["export", "--model-dir", str(trained_dir), "--out", str(path), "--format", "tflite"]
+    assert main([*argv, "--max-boxes", "4"]) == 0  # 4 < boxes per photo: chunking runs
+    lite, reference = Predictor.load(path), Predictor.load(marc_saved)
+    ops = {op["op_name"] for op in lite._box_mask_fn._interpreter._get_ops_details()}
+    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
+    prompts = camera_trap_prompts(limit_boxes=10)[::3]
+    prompts.append((_image(50, 90), np.array([[-1, -1, 2, 2], [0.5, 0.5, 0.5, 0.5]], np.float32)))
+    worst = 0.0
+    for image, boxes in prompts:
+        got, want = lite.predict_box_masks(image, boxes), reference.predict_box_masks(image, boxes)
+        assert got.shape == want.shape == (len(boxes), MASK_SIZE, MASK_SIZE)
+        worst = max(worst, float(np.abs(got - want).max(initial=0.0)))
+    assert worst < TFLITE_TOLERANCE, worst
+
+
+def test_segment_camera_traps_with_a_deepmarc_export(marc_saved, tmp_path):
+    from deepmac_nb.data import samples
+    from deepmac_nb.inference import megadetector, segment_cli
+
+    try:
+        ds = samples.camera_traps("mdv5")
+    except samples.SampleDataMissing as exc:
+        pytest.skip(f"camera-trap sample data absent: {exc}")
+    out = tmp_path / "seg"
+    argv = ["segment", "--model", str(marc_saved), "--detections", str(ds.detections),
+            "--images", str(ds.images), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    count = len(megadetector.read_detections(ds.detections, ds.images).images)
+    summary = json.loads((out / segment_cli.SUMMARY_FILE).read_text())
+    assert summary["images_written"] == count
+    assert len(list((out / "instance_masks").glob("*.png"))) == count
+    results = json.loads((out / segment_cli.RESULTS_FILE).read_text())
+    assert len(results["images"]) == count and results["annotations"]
+    assert all(a["segmentation"]["counts"] for a in results["annotations"])
+
+
+def test_tflite_export_refuses_zero_boxes(marc_model, tmp_path):
+    from deepmac_nb.deepmarc import export as marc_export
+
+    with pytest.raises(ValueError, match="max_boxes"):
+        marc_export.export_tflite(marc_model, tmp_path / "m.tflite", max_boxes=0)

@@ -4,39 +4,19 @@ official-checkpoint loader (offline, on our own export) and safe archive extract
 import io
 import json
 import shutil
-import subprocess
-import sys
 import tarfile
-import textwrap
 
 import numpy as np
 import pytest
+from conftest import camera_trap_prompts, run_signature_in_subprocess
 
 from deepmac_nb import cli, pretrained
-from deepmac_nb.data import samples
-from deepmac_nb.inference import export, iwildcam, megadetector
+from deepmac_nb.inference import export
 from deepmac_nb.inference.predictor import Predictor
 from deepmac_nb.modeling import config as cfg_lib
 
 BOXES = np.array([[0.1, 0.2, 0.6, 0.7], [0.4, 0.0, 1.0, 0.5], [0.3, 0.3, 0.3, 0.3]], np.float32)
 TFLITE_TOLERANCE = 1e-3  # max abs difference of mask probabilities vs the SavedModel
-
-_LOAD_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    fn = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
-    data = np.load(sys.argv[2])
-    out = fn(input_tensor=tf.constant(data["image"]), boxes=tf.constant(data["boxes"]))
-    np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})
-    specs = fn.structured_input_signature[1]
-    print(json.dumps({
-        "deepmac_nb": any(m.startswith("deepmac_nb") for m in sys.modules),
-        "inputs": {k: [v.dtype.name, v.shape.as_list()] for k, v in specs.items()},
-    }))
-    """
-)
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +36,11 @@ def _image(height=48, width=80):
 def test_saved_model_loads_without_deepmac_nb(run, tmp_path):
     model, _, saved = run
     image = _image()
-    np.savez(tmp_path / "in.npz", image=image[None], boxes=BOXES[None])
-    (tmp_path / "load.py").write_text(_LOAD_SCRIPT)
-    cmd = [sys.executable, str(tmp_path / "load.py"), str(saved), str(tmp_path / "in.npz")]
-    proc = subprocess.run([*cmd, str(tmp_path / "out.npz")], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert not info["deepmac_nb"]
+    out, info = run_signature_in_subprocess(saved, image, BOXES, tmp_path)
+    assert "deepmac_nb" not in info["modules"]
     assert info["inputs"] == {
         "input_tensor": ["uint8", [1, None, None, 3]], "boxes": ["float32", [1, None, 4]]
     }  # fmt: skip
-    out = np.load(tmp_path / "out.npz")
     want = model.predict_masks(image[None], BOXES[None]).numpy()
     assert out["detection_masks"].shape == (1, 3, 16, 16)
     np.testing.assert_allclose(out["detection_masks"], want, atol=1e-5)
@@ -107,20 +81,6 @@ def test_matmul_crop_model_matches_native(run):
     )
 
 
-def _camera_trap_prompts(limit_boxes=40):
-    """(image, boxes) pairs of the real camera-trap photos, or skip."""
-    try:
-        sets = [samples.camera_traps("mdv5"), samples.camera_traps("serengeti_gt")]
-    except samples.SampleDataMissing as exc:
-        pytest.skip(f"camera-trap sample data absent: {exc}")
-    prompts = []
-    for ds in sets:
-        for entry in megadetector.read_detections(ds.detections, ds.images).images:
-            boxes = np.array([d.box for d in entry.detections], np.float32).reshape(-1, 4)
-            prompts.append((iwildcam.load_rgb(ds.images / entry.file), boxes[:limit_boxes]))
-    return prompts
-
-
 def test_tflite_builtin_ops_match_saved_model_on_camera_traps(run, tmp_path):
     _, model_dir, saved = run
     path = tmp_path / "m.tflite"
@@ -130,7 +90,7 @@ def test_tflite_builtin_ops_match_saved_model_on_camera_traps(run, tmp_path):
     ops = {op["op_name"] for op in lite._box_mask_fn._interpreter._get_ops_details()}
     assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
     worst = 0.0
-    for image, boxes in _camera_trap_prompts():
+    for image, boxes in camera_trap_prompts():
         got, want = lite.predict_box_masks(image, boxes), reference.predict_box_masks(image, boxes)
         assert got.shape == want.shape == (len(boxes), 16, 16)
         worst = max(worst, float(np.abs(got - want).max(initial=0.0)))

@@ -35,6 +35,11 @@ from deepmac_nb.modeling.deepmac_model import DeepMACModel, build_deepmac_model
 PARAMS_FILE = "params.yaml"
 SIGNATURE = "serving_default"
 DEFAULT_TFLITE_BOXES = 16
+# The official DeepMAC serving signature's inputs (shared by Deep-MARC's export).
+SERVING_INPUTS = (
+    tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor"),
+    tf.TensorSpec([1, None, 4], tf.float32, name="boxes"),
+)
 
 
 def model_config_from_params(params: dict) -> DeepMACModelConfig:
@@ -134,12 +139,7 @@ def image_masks_and_raw(model: DeepMACModel, image: tf.Tensor, boxes: tf.Tensor)
 def serving_function(model: DeepMACModel) -> tf.types.experimental.ConcreteFunction:
     """The official-DeepMAC-signature concrete function (see the module docstring)."""
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor"),
-            tf.TensorSpec([1, None, 4], tf.float32, name="boxes"),
-        ]
-    )
+    @tf.function(input_signature=SERVING_INPUTS)
     def serve(input_tensor, boxes):
         masks, raw, valid = image_masks_and_raw(model, input_tensor[0], boxes[0])
         dets = model.decode(raw)
@@ -227,9 +227,17 @@ def export_tflite(
     if max_boxes < 1:
         raise ValueError(f"max_boxes must be >= 1, got {max_boxes}.")
     matmul_model = rebuild(model, crop_method="matmul")
-    root = tf.Module()
-    root.model_variables = list(matmul_model.variables)
     concrete = tflite_function(matmul_model, max_boxes)
+    return write_builtin_tflite(concrete, matmul_model.variables, out_path)
+
+
+def write_builtin_tflite(concrete, variables, out_path: str | Path) -> Path:
+    """Converts ``concrete`` (capturing ``variables``) with builtin ops only, atomically.
+
+    Raises ``ValueError`` when the graph needs Flex (SELECT_TF_OPS) or custom ops.
+    """
+    root = tf.Module()
+    root.model_variables = list(variables)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], root)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     try:

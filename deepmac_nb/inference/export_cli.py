@@ -1,6 +1,9 @@
 """``deepmac-nb export``: a training model dir -> SavedModel (official DeepMAC signature)
 or builtin-ops TFLite.
 
+Deep-MAC and Deep-MARC model dirs both export to the same SavedModel signature (the
+architecture is read from ``params.yaml``), and so do their TFLite box -> mask models.
+
     deepmac-nb export --model-dir runs/deepmac --out export/saved_model
     deepmac-nb export --model-dir runs/deepmac --out export/deepmac.tflite \\
         --format tflite --max-boxes 16
@@ -23,16 +26,43 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from deepmac_nb.inference import export
+    from deepmac_nb.deepmarc import predictor as marc
 
-    model = export.load_model_dir(args.model_dir)
+    # read_params raises ValueError (exit 2, one line) when the folder is no model dir.
+    if marc.is_deepmarc_params(marc.read_params(args.model_dir)):
+        name, save_model, save_tflite = "Deep-MARC ", *_deepmarc_exporters(args.model_dir)
+    else:
+        name, save_model, save_tflite = "", *_deepmac_exporters(args.model_dir)
     if args.format == "tflite":
-        out = export.export_tflite(model, args.out, max_boxes=args.max_boxes)
+        out = save_tflite(args.out, args.max_boxes)
         print(
-            f"export: wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB, "
+            f"export: wrote {name}{out} ({Path(out).stat().st_size / 1e6:.1f} MB, "
             f"{args.max_boxes} boxes per call, builtin ops only)"
         )
     else:
-        out = export.export_saved_model(model, args.out)
-        print(f"export: wrote SavedModel {out} (signature {export.SIGNATURE})")
+        from deepmac_nb.inference.export import SIGNATURE
+
+        out = save_model(args.out)
+        print(f"export: wrote {name}SavedModel {out} (signature {SIGNATURE})")
     return 0
+
+
+def _deepmac_exporters(model_dir):
+    from deepmac_nb.inference import export
+
+    model = export.load_model_dir(model_dir)
+    return (
+        lambda out: export.export_saved_model(model, out),
+        lambda out, boxes: export.export_tflite(model, out, max_boxes=boxes),
+    )
+
+
+def _deepmarc_exporters(model_dir):
+    from deepmac_nb.deepmarc import export as marc_export
+    from deepmac_nb.deepmarc.predictor import DeepMARCModel
+
+    model = DeepMARCModel.from_model_dir(model_dir)
+    return (
+        lambda out: marc_export.export_saved_model(model, out),
+        lambda out, boxes: marc_export.export_tflite(model, out, max_boxes=boxes),
+    )
