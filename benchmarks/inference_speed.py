@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from mask_head_speed import matmul_peak, profiled_flops, rate, tflite_runner
 
 from deepmac_nb.inference import export, iwildcam, megadetector
 from deepmac_nb.inference.predictor import Predictor
 
-MATMUL_N = 2048
 HEAD_BATCH = 64
 
 
@@ -123,21 +123,8 @@ def mask_head_flops(model) -> tuple[int, list[int]]:
     # The public call wraps the head in tf.cond (for N = 0), and the v1 profiler does not
     # count ops inside cond branch functions; profile the unconditional body instead.
     body = getattr(model.mask_head, "_logits", None) or model.mask_head
-    fn = tf.function(lambda x: body(x, training=False))
-    graph = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32)).graph
-    builder = tf.compat.v1.profiler.ProfileOptionBuilder
-    options = builder(builder.float_operation()).with_empty_output().build()
-    return tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops, shape
-
-
-def _rate(run, min_seconds: float = 1.0) -> float:
-    """Calls per second of ``run`` after 2 warm-ups, timed over >= ``min_seconds``."""
-    run(), run()
-    calls, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < min_seconds:
-        run()
-        calls += 1
-    return calls / elapsed
+    flops = profiled_flops(lambda x: body(x, training=False), tf.TensorSpec(shape, tf.float32))
+    return flops, shape
 
 
 def mask_head_rate(model, backend: str, workdir: Path) -> tuple[float, int]:
@@ -145,30 +132,13 @@ def mask_head_rate(model, backend: str, workdir: Path) -> tuple[float, int]:
     flops, shape = mask_head_flops(model)
     batch = tf.random.normal([HEAD_BATCH, *shape[1:]])
     if backend == "tflite":
-        run = _tflite_head_runner(model, batch.numpy(), workdir)
+        body = lambda x: model.mask_head(x, training=False)  # noqa: E731
+        spec = tf.TensorSpec(batch.shape, tf.float32, name="x")
+        run = tflite_runner(model.mask_head, body, spec, batch.numpy(), workdir)
     else:
         fn = tf.function(lambda x: model.mask_head(x, training=False))
         run = lambda: fn(batch).numpy()  # noqa: E731
-    return _rate(run) * flops * HEAD_BATCH / 1e9, flops
-
-
-def _tflite_head_runner(model, batch: np.ndarray, workdir: Path):
-    from ai_edge_litert.interpreter import Interpreter
-
-    fn = tf.function(lambda x: {"masks": model.mask_head(x, training=False)})
-    concrete = fn.get_concrete_function(tf.TensorSpec(batch.shape, tf.float32, name="x"))
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model.mask_head)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    path = workdir / "mask_head.tflite"
-    path.write_bytes(converter.convert())
-    runner = Interpreter(str(path), num_threads=os.cpu_count()).get_signature_runner()
-    return lambda: runner(x=batch)
-
-
-def matmul_peak() -> float:
-    """float32 GFLOP/s of a ``MATMUL_N``^2 matmul loop (TF eager, all cores)."""
-    a = tf.random.normal([MATMUL_N, MATMUL_N])
-    return _rate(lambda: tf.matmul(a, a).numpy(), 2.0) * 2 * MATMUL_N**3 / 1e9
+    return rate(run) * flops * HEAD_BATCH / 1e9, flops
 
 
 def _parse_args() -> argparse.Namespace:

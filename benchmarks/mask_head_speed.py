@@ -31,16 +31,33 @@ import argparse
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from inference_speed import _rate, matmul_peak
 from tensorflow.python.framework import convert_to_constants
 
 from deepmac_nb.modeling import mask_heads
 
 RUNTIMES = ("graph", "xla", "frozen", "tflite")
+MATMUL_N = 2048
+
+
+def rate(run, min_seconds: float = 1.0) -> float:
+    """Calls per second of ``run`` after 2 warm-ups, timed over >= ``min_seconds``."""
+    run(), run()
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < min_seconds:
+        run()
+        calls += 1
+    return calls / elapsed
+
+
+def matmul_peak() -> float:
+    """float32 GFLOP/s of a ``MATMUL_N``^2 matmul loop (TF eager, all cores)."""
+    a = tf.random.normal([MATMUL_N, MATMUL_N])
+    return rate(lambda: tf.matmul(a, a).numpy(), 2.0) * 2 * MATMUL_N**3 / 1e9
 
 
 def profiled_flops(fn, spec: tf.TensorSpec) -> int:
@@ -78,11 +95,13 @@ def runners(head, batch: np.ndarray, workdir: Path) -> dict:
         "graph": lambda: graph_fn(tensor).numpy(),
         "xla": lambda: xla_fn(tensor).numpy(),
         "frozen": lambda: frozen_fn(tensor)[0].numpy(),
-        "tflite": _tflite_runner(head, body, spec, batch, workdir),
+        "tflite": tflite_runner(head, body, spec, batch, workdir),
     }
 
 
-def _tflite_runner(head, body, spec, batch: np.ndarray, workdir: Path):
+def tflite_runner(head, body, spec, batch: np.ndarray, workdir: Path):
+    """``body`` (capturing ``head``'s weights) as builtin-ops TFLite, run by LiteRT on
+    ``batch`` with all cores; returns the zero-argument runner."""
     from ai_edge_litert.interpreter import Interpreter
 
     concrete = tf.function(lambda x: {"masks": body(x)}).get_concrete_function(spec)
@@ -103,7 +122,7 @@ def conv_ceiling(nc: int, batch_size: int, mask_size: int, seconds: float) -> fl
     flops = profiled_flops(conv, spec)
     fn = tf.function(conv).get_concrete_function(spec)
     x = tf.random.normal(spec.shape)
-    return _rate(lambda: fn(x).numpy(), seconds) * flops / 1e9
+    return rate(lambda: fn(x).numpy(), seconds) * flops / 1e9
 
 
 def measure_head(spec: str, args, workdir: Path) -> list[dict]:
@@ -118,7 +137,7 @@ def measure_head(spec: str, args, workdir: Path) -> list[dict]:
         batch = np.random.default_rng(1).normal(size=[batch_size, *one.shape[1:]])
         ceiling = conv_ceiling(nc, batch_size, args.mask_size, args.seconds)
         for runtime, run in runners(head, batch.astype(np.float32), workdir).items():
-            gflops = _rate(run, args.seconds) * flops * batch_size / 1e9
+            gflops = rate(run, args.seconds) * flops * batch_size / 1e9
             records.append(
                 {"head": name, "nc": nc, "batch": batch_size, "runtime": runtime,
                  "mflops_per_instance": round(flops / 1e6, 2),

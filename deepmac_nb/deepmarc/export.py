@@ -16,13 +16,14 @@ from the official DeepMAC checkpoint, and fails on an empty box list. The graph 
 calls the same ``call_images_and_boxes`` with the same box transform (checked against
 ``reverse_input_box_transformation`` in the tests).
 
-``export_tflite`` writes the box -> mask path (``call_images_and_boxes``) as a
-builtin-ops-only TFLite model with the same inputs and outputs as Deep-MAC's
-(``inference.export``): ``image`` float32 ``[1, H_in, W_in, 3]`` preprocessed by
-``preprocess.resize_and_pad``, ``boxes`` float32 ``[1, K, 4]`` sanitized and normalized
-to the padded model input, ``detection_masks`` ``[1, K, S, S]``; so
-``Predictor.from_tflite`` runs either. The Mask R-CNN's own detections (RPN, NMS) are
-not in it.
+``export_tflite`` writes the box -> mask path (what ``call_images_and_boxes`` computes)
+as a builtin-ops-only TFLite model with the same two signatures as Deep-MAC's
+(``inference.export``): ``features`` (``image`` float32 ``[1, H_in, W_in, 3]``
+preprocessed by ``preprocess.resize_and_pad`` -> the FPN levels ``level_2`` ...) and
+``masks`` (those levels + ``boxes`` float32 ``[1, K, 4]`` sanitized and normalized to the
+padded model input -> ``detection_masks`` ``[1, K, S, S]``); so ``Predictor.from_tflite``
+runs either, with one backbone pass per image. The Mask R-CNN's own detections (RPN, NMS)
+are not in it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import tensorflow as tf
 from deepmac_nb.deepmarc.predictor import DeepMARCModel
 from deepmac_nb.inference import export
 from deepmac_nb.modeling import preprocess
+
+_LEVEL = "level_"  # TFLite names of the FPN levels: level_2 ... level_6
 
 
 def serving_function(model: DeepMARCModel) -> tf.types.experimental.ConcreteFunction:
@@ -68,27 +71,36 @@ def export_saved_model(model: DeepMARCModel, out_dir: str | Path) -> Path:
     return Path(out_dir)
 
 
-def tflite_function(model: DeepMARCModel, max_boxes: int):
-    """Static-shape masks function: preprocessed image + model-frame boxes (module doc)."""
+def tflite_functions(model: DeepMARCModel, max_boxes: int) -> list:
+    """``features`` (image -> FPN levels ``level_<k>``) and ``masks`` (levels + boxes ->
+    masks), the two signatures of ``inference.export``'s TFLite contract."""
     height, width = model.input_hw
+    net = model.model
+
+    @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name="image")])
+    def features(image):
+        levels = net.backbone(image)
+        levels = net.decoder(levels) if net.decoder is not None else levels
+        return {f"{_LEVEL}{key}": value for key, value in levels.items()}
+
+    signature = export.masks_input_signature(features, max_boxes)
     scale = tf.constant([height, width, height, width], tf.float32)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([1, height, width, 3], tf.float32, name="image"),
-            tf.TensorSpec([1, max_boxes, 4], tf.float32, name="boxes"),
-        ]
-    )
-    def masks(image, boxes):
+    @tf.function(input_signature=signature)
+    def masks(*tensors):
+        *maps, boxes = tensors
+        names = [spec.name.removeprefix(_LEVEL) for spec in signature[:-1]]
+        levels = dict(zip(names, maps, strict=True))
         ymin, xmin, ymax, xmax = tf.unstack(boxes * scale, axis=-1)
         # As DeepMARCModel.pixel_boxes: RoI level assignment takes log(sqrt(area)).
-        ymax = tf.maximum(ymax, ymin + 1.0)
-        xmax = tf.maximum(xmax, xmin + 1.0)
-        pixel_boxes = tf.stack([ymin, xmin, ymax, xmax], axis=-1)
-        out = model.model.call_images_and_boxes(image, pixel_boxes)
-        return {"detection_masks": out["detection_masks"]}
+        ymax, xmax = tf.maximum(ymax, ymin + 1.0), tf.maximum(xmax, xmin + 1.0)
+        rois = tf.stack([ymin, xmin, ymax, xmax], axis=-1)
+        # The body of Model Garden's call_images_and_boxes after its backbone + decoder.
+        classes = tf.zeros([1, max_boxes], tf.int32)
+        logits = net.mask_head([net.mask_roi_aligner(levels, rois), classes])
+        return {"detection_masks": tf.sigmoid(logits)}
 
-    return masks.get_concrete_function()
+    return [features.get_concrete_function(), masks.get_concrete_function()]
 
 
 def export_tflite(
@@ -101,5 +113,5 @@ def export_tflite(
     """
     if max_boxes < 1:
         raise ValueError(f"max_boxes must be >= 1, got {max_boxes}.")
-    concrete = tflite_function(model, max_boxes)
-    return export.write_builtin_tflite(concrete, model.model.variables, out_path)
+    functions = tflite_functions(model, max_boxes)
+    return export.write_builtin_tflite(functions, model.model.variables, out_path)

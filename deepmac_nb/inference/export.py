@@ -9,11 +9,15 @@
   ``[1, N, S, S]`` (sigmoid, each box's frame) plus the model's own detections
   (``detection_boxes`` image frame, ``detection_scores``, ``detection_classes`` float32
   1-based, ``num_detections`` float32), as the OD API exports them.
-* The *TFLite* model uses builtin ops only, with static shapes: inputs ``image`` float32
-  ``[1, H_in, W_in, 3]`` already resized, normalized and padded by
-  ``preprocess.resize_and_pad`` and ``boxes`` float32 ``[1, K, 4]`` in the padded model
-  frame (``preprocess.image_to_model_boxes``), sanitized, zero-padded to K; output
-  ``detection_masks`` ``[1, K, S, S]``. ``Predictor.from_tflite`` does that Python side.
+* The *TFLite* model uses builtin ops only, with static shapes, and two signatures so
+  that the backbone runs once per image however many boxes there are:
+  ``features`` takes ``image`` float32 ``[1, H_in, W_in, 3]`` (already resized,
+  normalized and padded by ``preprocess.resize_and_pad``) and returns the feature maps
+  the mask head crops from; ``masks`` takes those maps (same names) plus ``boxes``
+  float32 ``[1, K, 4]`` in the padded model frame (``preprocess.image_to_model_boxes``),
+  sanitized and zero-padded to K, and returns ``detection_masks`` ``[1, K, S, S]``.
+  ``Predictor.from_tflite`` does the Python side. Deep-MARC's TFLite has the same two
+  signatures (``deepmarc.export``).
 """
 
 from __future__ import annotations
@@ -30,10 +34,16 @@ import yaml
 from deepmac_nb import _io
 from deepmac_nb.modeling import crops, preprocess
 from deepmac_nb.modeling.config import DeepMACModelConfig
-from deepmac_nb.modeling.deepmac_model import DeepMACModel, build_deepmac_model
+from deepmac_nb.modeling.deepmac_model import (
+    INSTANCE_EMB,
+    PIXEL_EMB,
+    DeepMACModel,
+    build_deepmac_model,
+)
 
 PARAMS_FILE = "params.yaml"
 SIGNATURE = "serving_default"
+TFLITE_FEATURES, TFLITE_MASKS = "features", "masks"  # TFLite signature keys
 DEFAULT_TFLITE_BOXES = 16
 # The official DeepMAC serving signature's inputs (shared by Deep-MARC's export).
 SERVING_INPUTS = (
@@ -195,22 +205,41 @@ def export_saved_model(model: DeepMACModel, out_dir: str | Path) -> Path:
     return Path(out_dir)
 
 
-def tflite_function(model: DeepMACModel, max_boxes: int):
-    """Static-shape masks function of a ``crop_method="matmul"`` model (module docstring)."""
+def tflite_functions(model: DeepMACModel, max_boxes: int) -> list:
+    """The two static-shape signatures of a ``crop_method="matmul"`` model (module docstring).
+
+    ``features``: ``image [1, H_in, W_in, 3]`` -> the last mask stage's embedding maps
+    (``pixel_embedding``, and ``instance_embedding`` when the model has one);
+    ``masks``: those maps + ``boxes [1, K, 4]`` -> ``detection_masks [1, K, S, S]``.
+    """
     height, width = model.input_hw
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([1, height, width, 3], tf.float32, name="image"),
-            tf.TensorSpec([1, max_boxes, 4], tf.float32, name="boxes"),
-        ]
-    )
-    def masks(image, boxes):
+    @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name="image")])
+    def features(image):
         raw = model.head(model.backbone(image, training=False), training=False)
-        last = model.mask_stages(raw)[-1]
+        stage = model.mask_stages(raw)[-1]
+        keys = [PIXEL_EMB] + [INSTANCE_EMB] * (model.config.mask.instance_embedding_dim > 0)
+        return {key: raw[key][stage] for key in keys}
+
+    return [features.get_concrete_function(), _tflite_masks(model, features, max_boxes)]
+
+
+def masks_input_signature(features, max_boxes: int) -> list[tf.TensorSpec]:
+    """The TFLite ``masks`` inputs: each output of ``features`` (same name), then ``boxes``."""
+    outputs = features.get_concrete_function().structured_outputs
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=key) for key, t in outputs.items()]
+    return [*specs, tf.TensorSpec([1, max_boxes, 4], tf.float32, name="boxes")]
+
+
+def _tflite_masks(model: DeepMACModel, features, max_boxes: int):
+    specs = masks_input_signature(features, max_boxes)[:-1]
+
+    @tf.function(input_signature=masks_input_signature(features, max_boxes))
+    def masks(*tensors):
+        *maps, boxes = tensors
+        raw = {spec.name: [value] for spec, value in zip(specs, maps, strict=True)}
         # Boxes arrive sanitized: sanitize_boxes' is_finite has no builtin TFLite op.
-        logits = model.stage_mask_logits(raw, last, boxes, False)
-        return {"detection_masks": tf.sigmoid(logits)}
+        return {"detection_masks": tf.sigmoid(model.stage_mask_logits(raw, 0, boxes, False))}
 
     return masks.get_concrete_function()
 
@@ -227,18 +256,19 @@ def export_tflite(
     if max_boxes < 1:
         raise ValueError(f"max_boxes must be >= 1, got {max_boxes}.")
     matmul_model = rebuild(model, crop_method="matmul")
-    concrete = tflite_function(matmul_model, max_boxes)
-    return write_builtin_tflite(concrete, matmul_model.variables, out_path)
+    functions = tflite_functions(matmul_model, max_boxes)
+    return write_builtin_tflite(functions, matmul_model.variables, out_path)
 
 
-def write_builtin_tflite(concrete, variables, out_path: str | Path) -> Path:
-    """Converts ``concrete`` (capturing ``variables``) with builtin ops only, atomically.
+def write_builtin_tflite(functions: list, variables, out_path: str | Path) -> Path:
+    """Converts concrete ``functions`` (capturing ``variables``; one signature each, keyed
+    by function name) with builtin ops only, atomically.
 
     Raises ``ValueError`` when the graph needs Flex (SELECT_TF_OPS) or custom ops.
     """
     root = tf.Module()
     root.model_variables = list(variables)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], root)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(functions, root)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     try:
         data = converter.convert()

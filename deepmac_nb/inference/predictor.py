@@ -272,7 +272,8 @@ class _SavedModelMasks:
 
 
 class _TFLiteMasks:
-    """TFLite backend: preprocessing in TF eager, K boxes per interpreter call."""
+    """TFLite backend: preprocessing in TF eager, the ``features`` signature once per image,
+    then the ``masks`` signature on K boxes per call (``export`` module docstring)."""
 
     def __init__(self, path: str | Path, num_threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
@@ -280,24 +281,29 @@ class _TFLiteMasks:
         if not Path(path).is_file():
             raise ValueError(f"TFLite model not found: {path}")
         self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        self._runner = self._interpreter.get_signature_runner(export.SIGNATURE)
-        inputs = self._runner.get_input_details()
-        if set(inputs) != {"image", "boxes"}:
-            raise ValueError(f"{path}: expected TFLite inputs image and boxes, got {set(inputs)}.")
-        self.input_hw = tuple(int(v) for v in inputs["image"]["shape"][1:3])
-        self.max_boxes = int(inputs["boxes"]["shape"][1])
-        self.mask_size = int(self._runner.get_output_details()["detection_masks"]["shape"][-1])
+        keys = set(self._interpreter.get_signature_list())
+        if not {export.TFLITE_FEATURES, export.TFLITE_MASKS} <= keys:
+            raise ValueError(
+                f"{path}: expected TFLite signatures {export.TFLITE_FEATURES!r} and "
+                f"{export.TFLITE_MASKS!r} (written by deepmac-nb export), got {sorted(keys)}."
+            )
+        self._features = self._interpreter.get_signature_runner(export.TFLITE_FEATURES)
+        self._masks = self._interpreter.get_signature_runner(export.TFLITE_MASKS)
+        image = self._features.get_input_details()["image"]
+        self.input_hw = tuple(int(v) for v in image["shape"][1:3])
+        self.max_boxes = int(self._masks.get_input_details()["boxes"]["shape"][1])
+        self.mask_size = int(self._masks.get_output_details()["detection_masks"]["shape"][-1])
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         inputs, valid = preprocess.resize_and_pad(tf.constant(image), self.input_hw)
-        inputs = inputs.numpy()[None]
+        maps = self._features(image=inputs.numpy()[None])
         model_boxes = boxes * np.tile(valid.numpy(), 2)[None]
         out = []
         for start in range(0, len(boxes), self.max_boxes):
             chunk = np.zeros((1, self.max_boxes, 4), np.float32)
             part = model_boxes[start : start + self.max_boxes]
             chunk[0, : len(part)] = part
-            masks = self._runner(image=inputs, boxes=chunk)["detection_masks"]
+            masks = self._masks(boxes=chunk, **maps)["detection_masks"]
             out.append(masks[0, : len(part)])
         return np.concatenate(out, axis=0)
 
