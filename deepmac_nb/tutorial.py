@@ -31,6 +31,8 @@ QUICK_EXPERIMENT = "deepmac_shapes_quick"
 # ~2 min on 2 CPU cores. Box-prompted seen / unseen mask AP on 40 shapes val images was
 # 27-45 / 13-25 over three trainings: CPU training is not bit-reproducible.
 QUICK_STEPS = 300
+# Real-photo model of issue #8's recipe; trained by the command in coco_model_dir's doc.
+COCO_EXPERIMENT = "deepmac_coco_mini_voc"
 OFFICIAL_HOST = "download.tensorflow.org"
 KAGGLE_INPUT = Path("/kaggle/input")
 # Ablation outputs of benchmarks/mask_head_ablation.py (another, longer run), if present.
@@ -170,26 +172,48 @@ def online(host: str = OFFICIAL_HOST, timeout: float = 3.0) -> bool:
         return False
 
 
-def load_predictor(model: str = "auto", steps: int | None = QUICK_STEPS):
+def coco_model_dir() -> Path:
+    """``<cache>/models/deepmac_coco_mini_voc``, where notebooks look for the model trained
+    on the COCO-mini photos (VOC masks only). Too long to train inside a notebook (about
+    45 min on 2 CPU cores); make it once with::
+
+        deepmac-nb train --experiment deepmac_coco_mini_voc \\
+            --model-dir ~/.cache/deepmac_nb/models/deepmac_coco_mini_voc
+    """
+    return cache_dir() / "models" / COCO_EXPERIMENT
+
+
+def load_predictor(model: str = "auto", steps: int | None = QUICK_STEPS, photos: bool = False):
     """``(Predictor, description)`` for ``model``.
 
     ``"official"``: the DeepMAC COCO checkpoint (``pretrained.load_official``, downloaded
-    once); ``"quick"``: the shared quick model, trained now if missing; ``"auto"``: the
-    official one when it is cached or ``download.tensorflow.org`` answers, else quick;
-    anything else is a path ``Predictor.load`` takes.
+    once); ``"coco"``: the COCO-mini model in ``coco_model_dir()``; ``"quick"``: the shared
+    quick shapes model, trained now if missing; ``"auto"``: the official one when it is
+    cached or ``download.tensorflow.org`` answers, else (for ``photos``) the COCO-mini model
+    when it has been trained, else quick. Anything else is a path ``Predictor.load`` takes.
     """
     from deepmac_nb.inference.predictor import Predictor
 
-    official_cached = (cache_dir() / pretrained.MODEL_NAME).is_dir()
     if model == "auto":
-        model = "official" if official_cached or online() else "quick"
+        model = _auto_model(photos)
     if model == "official":
         return pretrained.load_official(), f"official {pretrained.MODEL_NAME} (COCO)"
+    if model == "coco":
+        path = coco_model_dir()
+        if not trained_step(path):
+            raise MissingInput(f"No trained COCO-mini model in {path}. {coco_model_dir.__doc__}")
+        return Predictor.from_model_dir(path), f"COCO-mini model ({COCO_EXPERIMENT})"
     if model == "quick":
         model_dir = ensure_quick_model(steps)
         return Predictor.from_model_dir(model_dir), f"quick shapes model ({model_dir.name})"
-    path = require_path(model, "MODEL", "Use 'auto', 'official', 'quick' or a model path.")
+    path = require_path(model, "MODEL", "Use 'auto', 'official', 'coco', 'quick' or a path.")
     return Predictor.load(path), f"model at {path}"
+
+
+def _auto_model(photos: bool) -> str:
+    if (cache_dir() / pretrained.MODEL_NAME).is_dir() or online():
+        return "official"
+    return "coco" if photos and trained_step(coco_model_dir()) else "quick"
 
 
 # ------------------------------------------------------------------- examples

@@ -115,6 +115,21 @@ def test_quick_model_dirs_live_in_the_cache(monkeypatch, tmp_path):
     assert tutorial.quick_model_dir(None, "conv2").name == "deepmac_shapes_quick-conv2-full"
 
 
+def test_auto_model_order_official_coco_quick(monkeypatch, tmp_path):
+    monkeypatch.setenv("DEEPMAC_NB_CACHE", str(tmp_path))
+    monkeypatch.setattr(tutorial, "online", lambda *a, **k: False)
+    assert tutorial.coco_model_dir() == tmp_path / "models" / "deepmac_coco_mini_voc"
+    assert tutorial._auto_model(photos=True) == "quick"
+    with pytest.raises(tutorial.MissingInput, match="deepmac-nb train --experiment"):
+        tutorial.load_predictor("coco")
+    tutorial.coco_model_dir().mkdir(parents=True)
+    (tutorial.coco_model_dir() / "checkpoint").write_text('model_checkpoint_path: "ckpt-3000"\n')
+    assert tutorial._auto_model(photos=True) == "coco"
+    assert tutorial._auto_model(photos=False) == "quick"  # shapes notebooks keep shapes
+    (tmp_path / "deepmac_1024x1024_coco17").mkdir()
+    assert tutorial._auto_model(photos=True) == "official"
+
+
 def test_iwildcam_inputs_given_missing_and_kaggle(tmp_path, monkeypatch):
     md = tmp_path / "md.json"
     md.write_text("{}")
