@@ -16,10 +16,11 @@ Measures (each after an untimed warm-up):
      (``--backend tflite``: the mask head converted alone to builtin-ops TFLite);
   4. this machine's float32 matmul peak: a 2048 x 2048 ``tf.matmul`` loop.
 
-``--image-px`` sets the model's square input size for model dirs (the network is fully
-convolutional); a SavedModel / .tflite keeps its own and the JSON reports the real one.
-``--backend tflite`` with a model dir exports a TFLite model (``--max-boxes`` per call)
-first. The LAST line printed is one JSON object with the figures.
+``--image-px`` sets the model's square input size for Deep-MAC model dirs (the network is
+fully convolutional); a Deep-MARC model dir, SavedModel or .tflite keeps its own, and the
+JSON reports the real one (Deep-MARC: no mask-head rate, its head takes RoI features).
+``--backend tflite`` with a model dir (either architecture) exports a TFLite model
+(``--max-boxes`` per call) first. The LAST line printed is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import numpy as np
 import tensorflow as tf
 from mask_head_speed import matmul_peak, profiled_flops, rate, tflite_runner
 
+from deepmac_nb.deepmarc import export as marc_export
+from deepmac_nb.deepmarc import predictor as marc
 from deepmac_nb.inference import export, iwildcam, megadetector
 from deepmac_nb.inference.predictor import Predictor
 
@@ -52,6 +55,8 @@ def load_backend(args, workdir: Path):
     """``(predictor, keras model or None, input side)`` for the chosen backend."""
     path = Path(args.model)
     model = None
+    if (path / export.PARAMS_FILE).is_file() and marc.is_deepmarc_params(marc.read_params(path)):
+        return _deepmarc_backend(args, path, workdir)
     if (path / export.PARAMS_FILE).is_file():
         model = export.load_model_dir(path, input_px=args.image_px)
         if args.backend == "tflite":
@@ -64,6 +69,16 @@ def load_backend(args, workdir: Path):
     predictor = Predictor.load(path)
     side = predictor.model.input_hw[0] if predictor.model is not None else None
     return predictor, predictor.model, side
+
+
+def _deepmarc_backend(args, path: Path, workdir: Path):
+    """Deep-MARC model dir: its own input size (``--image-px`` is ignored), no head rate
+    (Model Garden's mask head takes RoI features plus classes, not DeepMAC crops)."""
+    model = marc.DeepMARCModel.from_model_dir(path)
+    if args.backend == "tflite":
+        lite = marc_export.export_tflite(model, workdir / "model.tflite", args.max_boxes)
+        return Predictor.from_tflite(lite, os.cpu_count()), None, model.input_hw[0]
+    return marc.as_predictor(model), None, model.input_hw[0]
 
 
 def _one_image(predictor, entry, images_dir: Path, out_dir: Path, min_conf: float):

@@ -59,3 +59,28 @@ def test_inference_speed_json_contract(tmp_path, backend):
         assert out[key] is not None, key
     assert (out["backend"], out["image_px"]) == (backend, 64)
     assert set(out["ms_per_image_vs_boxes"]) == {"1", "10", "100"}
+
+
+@pytest.mark.large
+def test_inference_speed_runs_a_deepmarc_model_dir(tmp_path):
+    import tensorflow as tf
+    import yaml
+    from test_deepmarc import TINY
+
+    from deepmac_nb.deepmarc.predictor import DeepMARCModel
+    from deepmac_nb.train import experiments
+
+    try:
+        ds = samples.camera_traps("serengeti_gt")
+    except samples.SampleDataMissing as exc:
+        pytest.skip(f"camera-trap sample data absent: {exc}")
+    params = experiments.get_experiment("deepmarc_shapes_quick")
+    params.override(TINY, is_strict=True)
+    model = DeepMARCModel.from_config(params.task.model)
+    tf.train.Checkpoint(model=model.model).save(str(tmp_path / "run" / "ckpt"))
+    (tmp_path / "run" / "params.yaml").write_text(yaml.safe_dump(params.as_dict()))
+    argv = ["--model", str(tmp_path / "run"), "--detections", str(ds.detections),
+            "--images", str(ds.images), "--backend", "tflite"]  # fmt: skip
+    out = _run("inference_speed.py", *argv)
+    assert (out["backend"], out["image_px"]) == ("tflite", 64)
+    assert out["images_per_s"] > 0 and out["mask_head_gflops_per_s"] is None
