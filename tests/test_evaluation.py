@@ -258,6 +258,7 @@ def test_cli_writes_contract_json(dataset, tmp_path, capsys):
         (["--method", "box", "--boxes", "detected"], "needs --model"),
         (["--model", "no/such/model"], "model not found"),
         (["--method", "box", "--splits", "voc,bogus"], "bogus"),
+        (["--method", "box", "--flip-tta"], "--flip-tta needs --model"),
     ],
 )
 def test_cli_bad_arguments(dataset, tmp_path, capsys, extra, message):
@@ -326,15 +327,20 @@ def test_cli_model_plugs_in_through_predictor_load(dataset, tmp_path, monkeypatc
     class FakePredictor:  # stands in for the real one only inside this test
         @classmethod
         def load(cls, model_path):
-            loaded.append(model_path)
-            return types.SimpleNamespace(predict=baselines.box_masks)
+            loaded.append(types.SimpleNamespace(predict=baselines.box_masks))
+            return loaded[-1]
 
     module = types.ModuleType("deepmac_nb.inference.predictor")
     module.Predictor = FakePredictor
     monkeypatch.setitem(sys.modules, "deepmac_nb.inference.predictor", module)
     out = tmp_path / "m.json"
-    assert _main("--annotations", path, "--images", images, "--model", tmp_path, "--out", out) == 0
-    assert loaded == [str(tmp_path)] and json.loads(out.read_text())["model"] == str(tmp_path)
+    argv = ["--annotations", path, "--images", images, "--model", tmp_path, "--out", out]
+    assert _main(*argv) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["model"] == str(tmp_path) and "flip_tta" not in metrics
+    assert loaded[0].flip_tta is False
+    assert _main(*argv, "--flip-tta") == 0
+    assert loaded[1].flip_tta is True and json.loads(out.read_text())["flip_tta"] is True
 
 
 def test_cli_plots(dataset, tmp_path):

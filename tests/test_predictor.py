@@ -171,3 +171,41 @@ def test_detect_returns_sorted_detections_with_image_masks():
     assert (np.diff(out["scores"]) <= 0).all()
     assert out["classes"].min() >= 1
     assert ((out["boxes"] >= 0) & (out["boxes"] <= 1)).all()
+
+
+def test_flip_tta_averages_the_mirrored_pass():
+    calls = []
+    size = 8
+    ramp = np.tile(np.linspace(0.0, 1.0, size, dtype=np.float32), (size, 1))  # 0 left, 1 right
+
+    def box_masks(image, boxes):
+        calls.append((image.copy(), boxes.copy()))
+        return np.repeat(ramp[None], len(boxes), axis=0)
+
+    tta = Predictor(box_masks, size, "keras")
+    tta.flip_tta = True
+    image = _image(10, 20)
+    boxes = np.array([[0.1, 0.2, 0.5, 0.9], [0.0, 0.0, 1.0, 0.3]], np.float32)
+    masks = tta.predict_box_masks(image, boxes)
+    np.testing.assert_allclose(masks, 0.5)  # the ramp plus the mirrored ramp
+    (first_image, first_boxes), (second_image, second_boxes) = calls
+    np.testing.assert_array_equal(first_image, image)
+    np.testing.assert_array_equal(first_boxes, boxes)
+    np.testing.assert_array_equal(second_image, image[:, ::-1])
+    np.testing.assert_allclose(
+        second_boxes, [[0.1, 0.1, 0.5, 0.8], [0.0, 0.7, 1.0, 1.0]], atol=1e-6
+    )
+
+
+def test_flip_tta_is_mirror_equivariant_on_a_real_model(predictor):
+    image = _image(40, 64, seed=2)
+    boxes = np.array([[0.1, 0.2, 0.7, 0.6], [0.3, 0.5, 0.9, 1.0]], np.float32)
+    mirrored = np.stack([boxes[:, 0], 1 - boxes[:, 3], boxes[:, 2], 1 - boxes[:, 1]], 1)
+    predictor.flip_tta = True
+    try:
+        plain = predictor.predict_box_masks(image, boxes)
+        flipped = predictor.predict_box_masks(image[:, ::-1], mirrored)
+    finally:
+        predictor.flip_tta = False
+    np.testing.assert_allclose(flipped, plain[:, :, ::-1], atol=1e-5)
+    assert not np.allclose(plain, predictor.predict_box_masks(image, boxes), atol=1e-4)

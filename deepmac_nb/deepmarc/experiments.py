@@ -351,7 +351,8 @@ def deepmarc_shapes_quick():
     shared the cores; data generated on first use, ~30 s).
     Result (one run, 200 val images, ``deepmac-nb evaluate --model runs/marc``): mask AP
     with GT boxes seen 56.5 / unseen 27.0; with its own detections seen 31.6 / unseen
-    11.9 (box AP 30.7). Deep-MAC's ``deepmac_shapes_quick`` at the same 1500 steps: GT
+    11.9 (box AP 30.7); with ``--mask-head default`` (4-conv) GT boxes give 43.6 / 16.9.
+    Deep-MAC's ``deepmac_shapes_quick`` at the same 1500 steps: GT
     boxes 58.0 / 32.0, detected 13.3 / 4.3 (box AP 11.7); docs/results.md.
     """
     model = cpu_model(num_classes=9, input_px=128, width=0.5, nc=16)

@@ -4,7 +4,7 @@ Evaluates a trained model (``--model``) or a classical baseline (``--method``) o
 COCO-format set and writes one JSON (stable contract)::
 
     {"protocol": "box_prompted" | "detected", "model": path | "method": name,
-     "mask": {split: {AP, AP50, AP75, APs, APm, APl}}, "box": {...} (detected only),
+     "flip_tta": true (only with --flip-tta), "mask": {split: {AP, AP50, AP75, APs, APm, APl}}, "box": {...} (detected only),
      "per_class": [...], "images", "instances", "notes", "seconds", "stats"}
 
 Example:
@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="images processed in parallel")
     parser.add_argument("--out", required=True, help="metrics JSON to write")
     parser.add_argument("--plots", default=None, help="folder for PNG plots (optional)")
+    parser.add_argument(
+        "--flip-tta", action="store_true", help="--model: average each mask with the mirror image's"
+    )
 
 
 def _load_predictor(path: str) -> Any:
@@ -65,6 +68,8 @@ def _load_predictor(path: str) -> Any:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    if args.flip_tta and args.model is None:
+        raise CliError("--flip-tta needs --model (baselines are deterministic shapes)")
     if args.boxes == "detected" and args.model is None:
         raise CliError("--boxes detected needs --model (baselines only segment given boxes)")
     if args.max_images is not None and args.max_images < 1:
@@ -84,6 +89,7 @@ def _predict(args: argparse.Namespace, coco) -> tuple[list[dict], dict]:
         mask_fn = baselines.get_mask_fn(args.method)
         return runner.run_box_prompted(coco, args.images, mask_fn, **common)
     predictor = _load_predictor(args.model)
+    predictor.flip_tta = args.flip_tta
     if args.boxes == "gt":
         return runner.run_box_prompted(coco, args.images, predictor.predict, **common)
     if not hasattr(predictor, "detect"):
@@ -157,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     source = {"model": args.model} if args.model else {"method": args.method}
+    if args.flip_tta:
+        source["flip_tta"] = True
     out = {"protocol": "detected" if detected else "box_prompted", **source, **metrics}
     out.update(seconds=round(total, 3), stats=stats)
     _io.write_json(args.out, out)

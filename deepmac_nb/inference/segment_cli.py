@@ -1,7 +1,7 @@
 """``deepmac-nb segment``: MegaDetector boxes -> iWildCam 2021-style DeepMAC instance masks.
 
     deepmac-nb segment --model MODEL --detections md.json --images DIR --out OUT \\
-        [--min-conf 0.2] [--categories animal,person] [--overlays] [--max-images N]
+        [--min-conf 0.2] [--categories animal,person] [--overlays] [--max-images N] [--flip-tta]
 
 ``MODEL`` is anything ``Predictor.load`` takes (model dir, SavedModel, official folder or
 ``.tar.gz``, ``.tflite``). Writes ``OUT/instance_masks/<id>.png``, ``OUT/per_image/<id>.json``,
@@ -37,6 +37,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overlays", action="store_true", help="also write JPEG overlays")
     parser.add_argument("--max-images", type=int, default=None, help="first N images only")
     parser.add_argument(
+        "--flip-tta",
+        action="store_true",
+        help="average each mask with the mirror image's (2x cost)",
+    )
+    parser.add_argument(
         "--detections-format", choices=megadetector.FORMATS, default=None, help="default: auto"
     )
 
@@ -47,6 +52,7 @@ def run(args) -> int:
     detections = megadetector.read_detections(args.detections, args.images, args.detections_format)
     categories = [c.strip() for c in args.categories.split(",")] if args.categories else None
     predictor = Predictor.load(args.model)
+    predictor.flip_tta = args.flip_tta
     summary = segment(
         predictor,
         detections,
