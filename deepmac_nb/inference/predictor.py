@@ -82,8 +82,8 @@ class Predictor:
       mask_size: side S of the box-frame masks.
       model: the Keras model for the ``keras`` backend, else None.
       flip_tta: when True, every mask is the mean of the image's and its mirror image's
-        (test-time augmentation: twice the model cost; +1.5 to 2.3 non-VOC mask AP on
-        COCO-mini, docs/results.md).
+        (test-time augmentation: twice the model cost; +1.7 and +2.2 non-VOC mask AP on
+        COCO-mini val_dev for two training seeds, docs/results.md).
     """
 
     def __init__(

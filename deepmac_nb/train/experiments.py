@@ -172,11 +172,12 @@ def deepmac_coco_mini_voc():
     Command: ``deepmac-nb train --experiment deepmac_coco_mini_voc --model-dir runs/coco``,
     then ``deepmac-nb evaluate --model runs/coco --flip-tta --annotations
     <coco_mini>/annotations/val_dev.json --images <coco_mini>/images --out m.json``.
-    Hardware: 2 CPU cores. Time: ~43 min at the 1.17 steps/s measured alone (the recorded
-    run took 64 min while other trainings shared the cores).
-    Result (one run): non-VOC mask AP with GT boxes 36.4 with ``--flip-tta`` (34.7
-    without), VOC 33.0; the recipe (3000 steps, flip TTA) was chosen on the non-VOC masks
-    of ``train_exhaustive.json``, which training never sees. docs/results.md.
+    Hardware: 2 CPU cores. Time: 40 min on idle cores (64 min while other trainings
+    shared them).
+    Result (two seeds): non-VOC mask AP with GT boxes 35.8 +- 0.6 with ``--flip-tta``
+    (36.4, 35.1; without TTA 34.7, 32.9), VOC 33.0 / 32.5. The recipe (3000 steps, flip
+    TTA) was chosen on the non-VOC masks of ``train_exhaustive.json``, which training
+    never sees. docs/results.md.
     """
     return cfg.ExperimentConfig(
         task=DeepMACTaskConfig(
