@@ -54,10 +54,9 @@ def _timed(fn, *args):
 def load_backend(args, workdir: Path):
     """``(predictor, keras model or None, input side)`` for the chosen backend."""
     path = Path(args.model)
-    model = None
-    if (path / export.PARAMS_FILE).is_file() and marc.is_deepmarc_params(marc.read_params(path)):
-        return _deepmarc_backend(args, path, workdir)
     if (path / export.PARAMS_FILE).is_file():
+        if marc.is_deepmarc_params(marc.read_params(path)):
+            return _deepmarc_backend(args, path, workdir)
         model = export.load_model_dir(path, input_px=args.image_px)
         if args.backend == "tflite":
             lite = export.export_tflite(model, workdir / "model.tflite", args.max_boxes)

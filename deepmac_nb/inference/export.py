@@ -232,12 +232,12 @@ def masks_input_signature(features, max_boxes: int) -> list[tf.TensorSpec]:
 
 
 def _tflite_masks(model: DeepMACModel, features, max_boxes: int):
-    specs = masks_input_signature(features, max_boxes)[:-1]
+    signature = masks_input_signature(features, max_boxes)
 
-    @tf.function(input_signature=masks_input_signature(features, max_boxes))
+    @tf.function(input_signature=signature)
     def masks(*tensors):
         *maps, boxes = tensors
-        raw = {spec.name: [value] for spec, value in zip(specs, maps, strict=True)}
+        raw = {spec.name: [value] for spec, value in zip(signature[:-1], maps, strict=True)}
         # Boxes arrive sanitized: sanitize_boxes' is_finite has no builtin TFLite op.
         return {"detection_masks": tf.sigmoid(model.stage_mask_logits(raw, 0, boxes, False))}
 
