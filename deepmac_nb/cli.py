@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from deepmac_nb import __version__
+from deepmac_nb.errors import UserError
 
 # name -> (module implementing it, one-line help). Order is the order in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -39,8 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 2, no traceback."""
+# The command line's name for the package-level error (kept for existing callers).
+CliError = UserError
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)
-    except (CliError, FileNotFoundError, ValueError) as exc:
+    except (UserError, FileNotFoundError, ValueError) as exc:
         if os.environ.get("DEEPMAC_NB_DEBUG"):
             raise
         print(f"deepmac-nb {args.command}: error: {exc}", file=sys.stderr)
