@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 from mask_head_speed import matmul_peak, profiled_flops, rate, tflite_runner
 
+from deepmac_nb import loading
 from deepmac_nb.deepmarc import export as marc_export
 from deepmac_nb.deepmarc import predictor as marc
 from deepmac_nb.inference import export, iwildcam, megadetector
@@ -65,7 +66,7 @@ def load_backend(args, workdir: Path):
     if args.backend == "tflite":
         predictor = Predictor.from_tflite(path, os.cpu_count())
         return predictor, None, predictor._box_mask_fn.input_hw[0]
-    predictor = Predictor.load(path)
+    predictor = loading.load(path)
     side = predictor.model.input_hw[0] if predictor.model is not None else None
     return predictor, predictor.model, side
 

@@ -204,7 +204,7 @@ def _inference_speed():
 
 def one_run(args: argparse.Namespace, head: str, seed: int) -> tuple[dict, bool]:
     """Trains and evaluates one (head, seed) unless its metrics exist; (record, skipped)."""
-    from deepmac_nb.inference.predictor import Predictor
+    from deepmac_nb import loading
 
     params = run_params(args, head, seed)
     run_dir = run_dir_of(args, head, seed, params.trainer.train_steps)
@@ -212,7 +212,7 @@ def one_run(args: argparse.Namespace, head: str, seed: int) -> tuple[dict, bool]
     if metrics_path.exists():
         return json.loads(metrics_path.read_text()), True
     timing = train_run(params, run_dir, seed)
-    predictor = Predictor.from_model_dir(run_dir)
+    predictor = loading.from_model_dir(run_dir)
     spec = DATASETS[args.dataset]
     record = {
         "head": head,
@@ -432,10 +432,10 @@ def unseen_samples(results: dict, min_area: float) -> list[tuple[dict, dict, np.
 
 def predict_samples(run_dir: str, samples: list, images_dir: str) -> list[np.ndarray]:
     """Each sample's mask (bool [H, W]) from the model of ``run_dir``, its GT box the prompt."""
+    from deepmac_nb import loading
     from deepmac_nb.evaluation.runner import load_image_rgb
-    from deepmac_nb.inference.predictor import Predictor
 
-    predictor = Predictor.from_model_dir(run_dir)
+    predictor = loading.from_model_dir(run_dir)
     masks = []
     for info, ann, _ in samples:
         image = load_image_rgb(Path(images_dir) / info["file_name"])

@@ -17,7 +17,7 @@ Heavy modules (TensorFlow) are imported lazily so ``deepmac-nb --help`` is insta
 
 __version__ = "0.1.0"
 
-__all__ = ["Predictor", "__version__"]
+__all__ = ["Predictor", "__version__", "load"]
 
 
 def __getattr__(name: str):
@@ -26,4 +26,8 @@ def __getattr__(name: str):
         from deepmac_nb.inference.predictor import Predictor
 
         return Predictor
+    if name == "load":  # any model artifact -> Predictor (deepmac_nb.loading)
+        from deepmac_nb.loading import load
+
+        return load
     raise AttributeError(f"module 'deepmac_nb' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Atomic file output: every file the package writes appears whole or not at all.
+"""Atomic output: every file and folder the package writes appears whole or not at all.
 
 A crash, SIGKILL or full disk mid-write leaves only a ``.tmp-*`` sibling behind, never
 a truncated file under the final name, so reruns can trust that existing outputs are
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,3 +57,30 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
     """Writes ``obj`` as JSON (UTF-8, sorted keys off, trailing newline) atomically."""
     return write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yields a temp folder beside ``path``; on success it replaces ``path`` by renames.
+
+    An existing ``path`` is moved aside first and deleted only after the new folder is in
+    place, so a crash leaves either the old or the new folder (plus ``.tmp-*`` litter).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        old = path.with_name(f".old-{path.name}.{tmp.name[-8:]}") if path.exists() else None
+        if old is not None:
+            path.rename(old)
+        try:
+            tmp.rename(path)
+        except OSError:
+            if old is not None:
+                old.rename(path)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -70,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(selected)
     args = parser.parse_args(argv)
     if args.command is None:
+    # TensorFlow reads these once, at import: set them before any command imports it, so
+    # no C++ log lines (CUDA probing, CPU feature notes) reach the command's output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         parser.print_help()
         return 0
     module = importlib.import_module(COMMANDS[args.command][0])

@@ -190,9 +190,9 @@ def load_predictor(model: str = "auto", steps: int | None = QUICK_STEPS, photos:
     once); ``"coco"``: the COCO-mini model in ``coco_model_dir()``; ``"quick"``: the shared
     quick shapes model, trained now if missing; ``"auto"``: the official one when it is
     cached or ``download.tensorflow.org`` answers, else (for ``photos``) the COCO-mini model
-    when it has been trained, else quick. Anything else is a path ``Predictor.load`` takes.
+    when it has been trained, else quick. Anything else is a path ``loading.load`` takes.
     """
-    from deepmac_nb.inference.predictor import Predictor
+    from deepmac_nb import loading
 
     if model == "auto":
         model = _auto_model(photos)
@@ -202,18 +202,18 @@ def load_predictor(model: str = "auto", steps: int | None = QUICK_STEPS, photos:
         path = coco_model_dir()
         if not trained_step(path):
             raise MissingInput(f"No trained COCO-mini model in {path}. {coco_model_dir.__doc__}")
-        predictor = Predictor.from_model_dir(path)
-        predictor.flip_tta = True  # part of the recipe: 35.8 non-VOC AP over 2 seeds
+        # Flip TTA is part of the recipe: 35.8 non-VOC AP over 2 seeds.
+        predictor = loading.from_model_dir(path, flip_tta=True)
         return predictor, f"COCO-mini model ({COCO_EXPERIMENT}, flip TTA)"
     if model == "quick":
         model_dir = ensure_quick_model(steps)
-        return Predictor.from_model_dir(model_dir), f"quick shapes model ({model_dir.name})"
+        return loading.from_model_dir(model_dir), f"quick shapes model ({model_dir.name})"
     path = require_path(model, "MODEL", "Use 'auto', 'official', 'coco', 'quick' or a path.")
-    return Predictor.load(path), f"model at {path}"
+    return loading.load(path), f"model at {path}"
 
 
 def _auto_model(photos: bool) -> str:
-    if (cache_dir() / pretrained.MODEL_NAME).is_dir() or online():
+    if pretrained.is_cached("deepmac") or online():
         return "official"
     return "coco" if photos and trained_step(coco_model_dir()) else "quick"
 

@@ -11,6 +11,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
 
+import deepmac_nb
 from deepmac_nb import cli
 from deepmac_nb.data import samples
 from deepmac_nb.evaluation import baselines, coco_eval, runner
@@ -320,19 +321,18 @@ def test_cli_model_without_inference_package(dataset, tmp_path, capsys, monkeypa
     assert "needs deepmac_nb.inference (not available" in capsys.readouterr().err
 
 
-def test_cli_model_plugs_in_through_predictor_load(dataset, tmp_path, monkeypatch):
+def test_cli_model_plugs_in_through_the_loader(dataset, tmp_path, monkeypatch):
     path, images = dataset
     loaded = []
 
-    class FakePredictor:  # stands in for the real one only inside this test
-        @classmethod
-        def load(cls, model_path):
-            loaded.append(types.SimpleNamespace(predict=baselines.box_masks))
-            return loaded[-1]
+    def fake_load(model_path, flip_tta=False):  # stands in for loading.load in this test
+        loaded.append(types.SimpleNamespace(predict=baselines.box_masks, flip_tta=flip_tta))
+        return loaded[-1]
 
-    module = types.ModuleType("deepmac_nb.inference.predictor")
-    module.Predictor = FakePredictor
-    monkeypatch.setitem(sys.modules, "deepmac_nb.inference.predictor", module)
+    module = types.ModuleType("deepmac_nb.loading")
+    module.load = fake_load
+    monkeypatch.setitem(sys.modules, "deepmac_nb.loading", module)
+    monkeypatch.setattr(deepmac_nb, "loading", module, raising=False)
     out = tmp_path / "m.json"
     argv = ["--annotations", path, "--images", images, "--model", tmp_path, "--out", out]
     assert _main(*argv) == 0

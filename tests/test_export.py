@@ -1,16 +1,18 @@
-"""Export: SavedModel with the official DeepMAC signature, builtin-ops TFLite, the
-official-checkpoint loader (offline, on our own export) and safe archive extraction."""
+"""Export: SavedModel with the official DeepMAC signature, builtin-ops TFLite, downloads
+(offline: file:// addresses) and safe, content-keyed archive extraction."""
 
 import io
 import json
 import shutil
 import tarfile
+import zipfile
 
 import numpy as np
 import pytest
 from conftest import camera_trap_prompts, run_signature_in_subprocess
 
-from deepmac_nb import cli, pretrained
+from deepmac_nb import archives, cli, download, loading, pretrained
+from deepmac_nb.errors import UserError
 from deepmac_nb.inference import export
 from deepmac_nb.inference.predictor import Predictor
 from deepmac_nb.modeling import config as cfg_lib
@@ -52,7 +54,7 @@ def test_saved_model_loads_without_deepmac_nb(run, tmp_path):
 
 def test_saved_model_predictor_and_zero_boxes(run):
     model, _, saved = run
-    predictor = Predictor.load(saved)
+    predictor = loading.load(saved)
     assert (predictor.backend, predictor.mask_size) == ("saved_model", 16)
     want = model.predict_masks(_image()[None], BOXES[None]).numpy()[0]
     np.testing.assert_allclose(predictor.predict_box_masks(_image(), BOXES), want, atol=1e-5)
@@ -86,7 +88,7 @@ def test_tflite_builtin_ops_match_saved_model_on_camera_traps(run, tmp_path):
     path = tmp_path / "m.tflite"
     argv = ["export", "--model-dir", str(model_dir), "--out", str(path), "--format", "tflite"]
     assert cli.main([*argv, "--max-boxes", "4"]) == 0  # 4 < boxes per photo: chunking runs
-    lite, reference = Predictor.load(path), Predictor.from_saved_model(saved)
+    lite, reference = loading.load(path), Predictor.from_saved_model(saved)
     ops = {op["op_name"] for op in lite._box_mask_fn._interpreter._get_ops_details()}
     assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
     worst = 0.0
@@ -98,45 +100,100 @@ def test_tflite_builtin_ops_match_saved_model_on_camera_traps(run, tmp_path):
     print(f"TFLite vs SavedModel max abs diff: {worst:.2e}")
 
 
-def _official_folder(saved, root):
-    folder = root / pretrained.MODEL_NAME
+def test_tflite_answers_detect_with_one_clear_error(run, tmp_path):
+    _, model_dir, _ = run
+    path = tmp_path / "m.tflite"
+    argv = ["export", "--model-dir", str(model_dir), "--out", str(path), "--format", "tflite"]
+    assert cli.main(argv) == 0
+    with pytest.raises(ValueError, match="tflite model has no detector outputs"):
+        loading.load(path).detect(_image())
+
+
+def _archive_of(saved, root, name=pretrained.MODEL_NAME):
+    folder = root / name
     shutil.copytree(saved, folder / "saved_model")
-    archive = root / f"{pretrained.MODEL_NAME}.tar.gz"
+    archive = root / f"{name}.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname=pretrained.MODEL_NAME)
+        tar.add(folder, arcname=name)
     return folder, archive
 
 
-def test_load_official_from_folder_archive_and_download(run, tmp_path, monkeypatch):
+def test_download_records_checks_and_reuses(run, tmp_path, monkeypatch):
     model, _, saved = run
-    folder, archive = _official_folder(saved, tmp_path)
+    _, archive = _archive_of(saved, tmp_path / "src")
     want = model.predict_masks(_image()[None], BOXES[None]).numpy()[0]
-    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "default_cache"))
-    for predictor in (
-        pretrained.load_official(folder),
-        pretrained.load_official(archive, cache_dir=tmp_path / "cache"),
-        Predictor.load(archive),  # extracts into $DEEPMAC_NB_CACHE
-        pretrained.load_official(None, cache_dir=tmp_path / "dl", url=archive.as_uri()),
-    ):
-        np.testing.assert_allclose(predictor.predict_box_masks(_image(), BOXES), want, atol=1e-5)
-    cached = tmp_path / "dl" / archive.name
-    record = json.loads((tmp_path / "dl" / f"{archive.name}.json").read_text())
+    monkeypatch.setenv(download.CACHE_ENV, str(tmp_path / "default_cache"))
+    predictor = pretrained.load_official(None, url=archive.as_uri())  # into $DEEPMAC_NB_CACHE
+    np.testing.assert_allclose(predictor.predict_box_masks(_image(), BOXES), want, atol=1e-5)
+    cached = tmp_path / "default_cache" / archive.name
+    record = json.loads(download.record_path(cached).read_text())
     assert record["size"] == cached.stat().st_size == archive.stat().st_size
-    assert record["sha256"] == pretrained.sha256_of(archive)
-    pretrained.load_official(None, cache_dir=tmp_path / "dl", url="http://127.0.0.1:9/x")  # cached
+    assert record["sha256"] == download.sha256_of(archive)
+    pretrained.load_official(None, url="http://127.0.0.1:9/x")  # cached: no network
     with open(cached, "ab") as f:
         f.write(b"tampered")
-    shutil.rmtree(tmp_path / "dl" / pretrained.MODEL_NAME)  # force a fresh extraction
-    with pytest.raises(ValueError, match="does not match its download record"):
-        pretrained.load_official(None, cache_dir=tmp_path / "dl")
+    with pytest.raises(UserError, match="does not match its expected size/sha256"):
+        pretrained.load_official(None)
 
 
-def test_download_failure_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="Could not download"):
+def test_download_checks_a_known_checksum_and_leaves_nothing(tmp_path):
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"12345")
+    digest = download.sha256_of(src)
+    got = download.download(src.as_uri(), tmp_path / "d" / "f.bin", size=5, sha256=digest)
+    assert got.read_bytes() == b"12345"
+    with pytest.raises(UserError, match="expected 4 bytes"):
+        download.download(src.as_uri(), tmp_path / "e" / "f.bin", size=4, progress=False)
+    assert not (tmp_path / "e").exists() or not list((tmp_path / "e").iterdir())
+
+
+def test_download_failure_is_one_line_after_retries(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(download, "_RETRY_PAUSE_S", (0.0,))
+    real = download._fetch_once
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(download, "_fetch_once", counting)
+    with pytest.raises(UserError, match=r"Could not download .* after 3 attempts") as exc:
         pretrained.load_official(None, cache_dir=tmp_path, url="http://127.0.0.1:9/none.tar.gz")
+    assert len(calls) == 3 and "\n" not in str(exc.value)
     assert not list(tmp_path.iterdir())  # nothing half-written
     with pytest.raises(ValueError, match="neither"):
         pretrained.load_official(tmp_path / "missing.zip")
+
+
+def test_http_is_upgraded_where_the_host_serves_https():
+    assert download.secure_url(pretrained.URL).startswith("https://download.tensorflow.org/")
+    assert download.secure_url("http://127.0.0.1:9/x") == "http://127.0.0.1:9/x"
+
+
+def test_extraction_is_keyed_by_the_archive_content(run, tmp_path):
+    _, _, saved = run
+    _, first = _archive_of(saved, tmp_path / "a")
+    again = archives.extract_cached(first, tmp_path / "cache")
+    assert archives.extract_cached(first, tmp_path / "cache") == again  # reused
+    other = tmp_path / "b" / first.name  # same name, other content
+    other.parent.mkdir()
+    with tarfile.open(other, "w:gz") as tar:
+        data = b"other"
+        info = tarfile.TarInfo("deepmac_1024x1024_coco17/README")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    fresh = archives.extract_cached(other, tmp_path / "cache")
+    assert fresh != again and (fresh / "deepmac_1024x1024_coco17" / "README").is_file()
+    assert not (fresh / "deepmac_1024x1024_coco17" / "saved_model").exists()
+
+
+def test_zip_members_are_checked_too(tmp_path):
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("../evil.txt", "x")
+    with pytest.raises(archives.UnsafeArchiveError, match=r"'\.\.'"):
+        archives.safe_extract(bad, tmp_path / "dest")
+    assert not (tmp_path / "evil.txt").exists()
 
 
 def _tar(path, members):
@@ -171,13 +228,13 @@ def test_unsafe_archives_are_refused_before_writing(tmp_path, members, match):
     archive = _tar(tmp_path / "bad.tar", members)
     dest = tmp_path / "dest"
     dest.mkdir()
-    with pytest.raises(pretrained.UnsafeArchiveError, match=match):
-        pretrained.safe_extract(archive, dest)
+    with pytest.raises(archives.UnsafeArchiveError, match=match):
+        archives.safe_extract(archive, dest)
     assert not list(dest.iterdir()) and not (tmp_path / "outside").exists()
 
 
 def test_safe_archive_with_inner_link_extracts(tmp_path):
     members = [(_info("m/sub/file.txt"), b"data"), (_info("m/ok", tarfile.SYMTYPE, "sub"), None)]
     archive = _tar(tmp_path / "good.tar", members)
-    pretrained.safe_extract(archive, tmp_path / "dest")
+    archives.safe_extract(archive, tmp_path / "dest")
     assert (tmp_path / "dest" / "m" / "ok" / "file.txt").read_bytes() == b"data"

@@ -1,4 +1,5 @@
-"""Predictor: model dirs in, [N, H, W] masks out, traced once, bad input refused clearly."""
+"""Predictor: model dirs in, [N, H, W] masks out, traced once, bad input refused clearly,
+boxes clipped to the image for every backend."""
 
 import subprocess
 import sys
@@ -8,13 +9,19 @@ import pytest
 import yaml
 
 import deepmac_nb
-from deepmac_nb.inference import export
-from deepmac_nb.inference.predictor import Predictor, box_bucket
+from deepmac_nb import loading
+from deepmac_nb.inference import export, megadetector
+from deepmac_nb.inference.predictor import Predictor, box_bucket, check_boxes
 from deepmac_nb.modeling import config as cfg_lib
 from deepmac_nb.modeling import crops
 
 BOXES = np.array(
-    [[0.1, 0.1, 0.6, 0.4], [0.5, 0.5, 0.5, 0.5], [np.nan, 0, 1, 1], [-1, -1, 2, 2]], np.float32
+    [[0.1, 0.1, 0.6, 0.4], [0.5, 0.5, 0.5, 0.5], [0.7, 0.2, 0.3, 0.9], [-0.4, -0.4, 1.4, 1.4]],
+    np.float32,
+)
+CLIPPED = np.array(
+    [[0.1, 0.1, 0.6, 0.4], [0.5, 0.5, 0.5, 0.5], [0.3, 0.2, 0.7, 0.9], [0.0, 0.0, 1.0, 1.0]],
+    np.float32,
 )
 
 
@@ -26,7 +33,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(model_dir):
-    return Predictor.from_model_dir(model_dir[1])
+    return loading.from_model_dir(model_dir[1])
 
 
 def _image(height, width, seed=0):
@@ -36,7 +43,7 @@ def _image(height, width, seed=0):
 def test_model_dir_round_trip(model_dir, predictor):
     model, _ = model_dir
     image = _image(50, 90)
-    want = model.predict_masks(image[None], BOXES[None]).numpy()[0]
+    want = model.predict_masks(image[None], CLIPPED[None]).numpy()[0]
     np.testing.assert_allclose(predictor.predict_box_masks(image, BOXES), want, atol=1e-6)
     assert predictor.backend == "keras" and predictor.mask_size == 16
 
@@ -47,7 +54,7 @@ def test_predict_is_pasted_box_masks(predictor):
     assert masks.shape == (4, 50, 90) and masks.dtype == np.float32
     assert np.isfinite(masks).all() and masks.min() >= 0 and masks.max() <= 1
     box_masks = predictor.predict_box_masks(image, BOXES)
-    want = crops.paste_masks(box_masks, crops.sanitize_boxes(BOXES), 50, 90).numpy()
+    want = crops.paste_masks(box_masks, CLIPPED, 50, 90).numpy()  # the clipped frame
     np.testing.assert_allclose(masks, want, atol=1e-6)
 
 
@@ -97,12 +104,45 @@ def test_bad_boxes_raise_clear_errors(predictor, boxes):
         predictor.predict(_image(8, 8), boxes)
 
 
-def test_nan_inf_and_degenerate_boxes_give_finite_masks(predictor):
-    boxes = np.array(
-        [[np.nan] * 4, [np.inf, -np.inf, 1, 1], [0.3, 0.3, 0.3, 0.3], [1e30, 0, -1e30, 1]]
-    )
+def test_degenerate_and_outside_boxes_give_finite_masks(predictor):
+    boxes = np.array([[0.3, 0.3, 0.3, 0.3], [1.2, 1.2, 1.4, 1.4], [-0.5, -0.5, -0.1, 0.2]])
     masks = predictor.predict(_image(30, 40), boxes)
-    assert masks.shape == (4, 30, 40) and np.isfinite(masks).all()
+    assert masks.shape == (3, 30, 40) and np.isfinite(masks).all()
+    assert not masks[1, :-1, :-1].any()  # wholly outside: clipped onto the corner pixel
+
+
+@pytest.mark.parametrize("row", [0, 2])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_nan_box_is_refused_naming_its_row(predictor, row, bad):
+    boxes = np.tile([[0.1, 0.1, 0.5, 0.5]], (3, 1))
+    boxes[row, 1] = bad
+    with pytest.raises(ValueError, match=f"boxes row {row} is not finite"):
+        predictor.predict(_image(8, 8), boxes)
+
+
+@pytest.mark.parametrize(
+    "boxes", [[[2, 3, 15, 25]], [[0.1, 0.1, 0.5, 0.5], [0.0, 0.0, 1.6, 0.5]], [[-0.6, 0, 1, 1]]]
+)
+def test_pixel_boxes_are_refused_saying_what_is_expected(predictor, boxes):
+    with pytest.raises(
+        ValueError, match=r"normalized \[ymin, xmin, ymax, xmax\] in \[0, 1\]"
+    ) as exc:
+        predictor.predict(_image(30, 40), boxes)
+    assert "megadetector.xywh_to_yxyx" in str(exc.value)
+    assert f"row {len(boxes) - 1}" in str(exc.value)
+
+
+def test_boxes_within_the_margin_are_clipped_and_ordered():
+    got = check_boxes([[-0.5, -0.002, 1.5, 1.0001], [0.9, 0.8, 0.1, 0.2]])
+    np.testing.assert_allclose(got, [[0.0, 0.0, 1.0, 1.0], [0.1, 0.2, 0.9, 0.8]], atol=1e-7)
+
+
+def test_xywh_helper_gives_the_predictor_order():
+    np.testing.assert_allclose(
+        megadetector.xywh_to_yxyx([[0.1, 0.2, 0.3, 0.4]]), [[0.2, 0.1, 0.6, 0.4]], atol=1e-7
+    )
+    pixels = megadetector.xywh_to_yxyx([20, 10, 100, 50], width=200, height=100)
+    np.testing.assert_allclose(pixels, [[0.1, 0.1, 0.6, 0.6]], atol=1e-7)
 
 
 def test_predict_batch(predictor):
@@ -115,14 +155,16 @@ def test_predict_batch(predictor):
 
 
 def test_load_dispatch_and_errors(model_dir, tmp_path):
-    assert Predictor.load(model_dir[1]).backend == "keras"
+    assert loading.artifact_kind(model_dir[1]) == "model_dir"
+    assert loading.load(model_dir[1]).backend == "keras"
+    assert loading.load(model_dir[1], flip_tta=True).flip_tta is True
     with pytest.raises(ValueError, match="not found"):
-        Predictor.load(tmp_path / "nope")
+        loading.load(tmp_path / "nope")
     with pytest.raises(ValueError, match=r"expected a \.tflite file"):
-        Predictor.load(tmp_path)
+        loading.load(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"task": {"model": {}}}))
     with pytest.raises(ValueError, match="no checkpoint"):
-        Predictor.load(tmp_path)
+        loading.load(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"runtime": {}}))
     with pytest.raises(ValueError, match="task: model:"):
         export.load_model_dir(tmp_path)
@@ -149,7 +191,7 @@ def test_full_model_garden_params_yaml(model_dir, tmp_path):
         if name.name != "params.yaml":
             (tmp_path / name.name).write_bytes(name.read_bytes())
     image = _image(30, 30)
-    got = Predictor.load(tmp_path).predict_box_masks(image, BOXES[:1])
+    got = loading.load(tmp_path).predict_box_masks(image, BOXES[:1])
     np.testing.assert_allclose(got, model.predict_masks(image[None], BOXES[None, :1])[0], atol=1e-6)
 
 
@@ -182,8 +224,7 @@ def test_flip_tta_averages_the_mirrored_pass():
         calls.append((image.copy(), boxes.copy()))
         return np.repeat(ramp[None], len(boxes), axis=0)
 
-    tta = Predictor(box_masks, size, "keras")
-    tta.flip_tta = True
+    tta = Predictor(box_masks, size, "keras", flip_tta=True)
     image = _image(10, 20)
     boxes = np.array([[0.1, 0.2, 0.5, 0.9], [0.0, 0.0, 1.0, 0.3]], np.float32)
     masks = tta.predict_box_masks(image, boxes)
@@ -197,15 +238,28 @@ def test_flip_tta_averages_the_mirrored_pass():
     )
 
 
-def test_flip_tta_is_mirror_equivariant_on_a_real_model(predictor):
+def test_flip_tta_is_mirror_equivariant_on_a_real_model(model_dir, predictor):
     image = _image(40, 64, seed=2)
     boxes = np.array([[0.1, 0.2, 0.7, 0.6], [0.3, 0.5, 0.9, 1.0]], np.float32)
     mirrored = np.stack([boxes[:, 0], 1 - boxes[:, 3], boxes[:, 2], 1 - boxes[:, 1]], 1)
-    predictor.flip_tta = True
-    try:
-        plain = predictor.predict_box_masks(image, boxes)
-        flipped = predictor.predict_box_masks(image[:, ::-1], mirrored)
-    finally:
-        predictor.flip_tta = False
+    tta = loading.load(model_dir[1], flip_tta=True)
+    plain = tta.predict_box_masks(image, boxes)
+    flipped = tta.predict_box_masks(image[:, ::-1], mirrored)
     np.testing.assert_allclose(flipped, plain[:, :, ::-1], atol=1e-5)
     assert not np.allclose(plain, predictor.predict_box_masks(image, boxes), atol=1e-4)
+
+
+def test_the_old_attribute_still_switches_flip_tta(model_dir):
+    image = _image(40, 64, seed=3)
+    boxes = np.array([[0.1, 0.2, 0.7, 0.6]], np.float32)
+    tta, plain = loading.load(model_dir[1], flip_tta=True), loading.load(model_dir[1])
+    plain.flip_tta = True
+    np.testing.assert_allclose(plain.predict_box_masks(image, boxes),
+                               tta.predict_box_masks(image, boxes), atol=1e-6)  # fmt: skip
+
+
+def test_a_backend_without_detector_refuses_detect_in_one_line():
+    box_only = Predictor(lambda image, boxes: np.zeros((len(boxes), 4, 4), np.float32), 4, "x")
+    with pytest.raises(ValueError, match="no detector outputs") as exc:
+        box_only.detect(_image(8, 8))
+    assert "\n" not in str(exc.value)

@@ -1,6 +1,12 @@
-"""MegaDetector variants -> records, and `deepmac-nb segment` -> iWildCam-style outputs."""
+"""MegaDetector variants -> records, and `deepmac-nb segment` -> iWildCam-style outputs
+(ids = position in the MegaDetector file, mask areas, loud failures)."""
 
+import csv
+import dataclasses
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -196,6 +202,144 @@ def test_more_than_255_instances_give_16_bit_png(tmp_path):
     assert "16-bit PNGs" in segment_cli.format_summary(summary)
 
 
+def test_16_bit_rule_follows_the_largest_id_not_the_count(tmp_path):
+    low = [_det([0.0, 0.0, 0.01, 0.01], 0.01) for _ in range(299)]  # filtered by --min-conf
+    detections = _write_set(tmp_path, {"gap.jpg": [*low, _det([0.2, 0.2, 0.5, 0.5], 0.9)]})
+    summary = segment_cli.segment(_constant_predictor(), detections, tmp_path / "img",
+                                  tmp_path / "out", progress=False)  # fmt: skip
+    labels = np.array(Image.open(tmp_path / "out" / "instance_masks" / "gap.png"))
+    assert labels.dtype == np.uint16 and set(np.unique(labels)) == {0, 300}
+    assert summary["instances_written"] == 1 and summary["images_16bit_png"] == ["gap"]
+
+
+def test_ids_are_the_position_in_the_megadetector_file(tmp_path):
+    """The iWildCam 2021 spec: pixel k = the k-th detection of the image in the file."""
+    detections = _write_set(tmp_path, {
+        "a.jpg": [_det([0.0, 0.0, 0.3, 0.3], 0.05),  # below the default --min-conf 0.2
+                  _det([0.5, 0.5, 0.4, 0.4], 0.9),
+                  _det([0.1, 0.1, 0.2]),  # malformed: dropped, keeps its place
+                  _det([0.0, 0.6, 0.3, 0.3], 0.8)],
+    })  # fmt: skip
+    out = tmp_path / "out"
+    segment_cli.segment(_constant_predictor(), detections, tmp_path / "img", out, progress=False)
+    labels = np.array(Image.open(out / "instance_masks" / "a.png"))
+    assert set(np.unique(labels)) == {0, 2, 4}
+    assert labels[80, 160] == 2 and labels[10, 10] == 0 and labels[80, 20] == 4
+    record = json.loads((out / "per_image" / "a.json").read_text())
+    assert [(a["mask_id"], a["detection_index"]) for a in record["annotations"]] == [
+        (2, 1), (4, 3)
+    ]  # fmt: skip
+
+
+def test_mask_areas_in_per_image_json_and_one_csv(tmp_path):
+    detections = _write_set(tmp_path, {
+        "a.jpg": [_det([0.0, 0.0, 0.5, 0.5], 0.9), _det([0.5, 0.5, 0.5, 0.5], 0.8, "2")],
+        "b.jpg": [_det([0.25, 0.25, 0.5, 0.5], 0.7)],
+    })  # fmt: skip
+    half = Predictor(  # top half of each box
+        lambda image, boxes: np.concatenate(
+            [np.ones((len(boxes), 4, 8)), np.zeros((len(boxes), 4, 8))], axis=1
+        ).astype(np.float32),
+        8,
+        "test",
+    )
+    out = tmp_path / "out"
+    segment_cli.segment(half, detections, tmp_path / "img", out, progress=False)
+    record = json.loads((out / "per_image" / "a.json").read_text())
+    ann = record["annotations"][0]
+    box_px = 0.5 * W * 0.5 * H
+    assert ann["area"] == int((np.array(Image.open(out / "instance_masks" / "a.png")) == 1).sum())
+    assert (
+        abs(ann["box_fraction"] - ann["area"] / box_px) < 1e-6 and 0.4 < ann["box_fraction"] < 0.6
+    )
+    with open(out / segment_cli.AREAS_FILE, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == segment_cli.AREA_COLUMNS
+    assert [(r["image_id"], r["mask_id"], r["category"]) for r in rows] == [
+        ("a", "1", "animal"), ("a", "2", "person"), ("b", "1", "animal")
+    ]  # fmt: skip
+    assert int(rows[0]["area_px"]) == ann["area"]
+    assert float(rows[0]["box_fraction"]) == pytest.approx(ann["box_fraction"])
+
+
+def test_overlays_are_labelled():
+    det = megadetector.Detection(4, (0.1, 0.1, 0.5, 0.5), "animal", 0.934)
+    assert iwildcam.overlay_label(det) == "#5 animal 0.93"
+    image = np.full((H, W, 3), 128, np.uint8)
+    labels = np.zeros((H, W), np.uint8)
+    drawn = iwildcam.overlay(image, labels, [det])
+    plain = iwildcam.overlay(image, labels, [dataclasses.replace(det, conf=0.5)])
+    assert (drawn != plain).any()  # the text differs, so the label is drawn
+
+
+def _md_file(tmp_path, images):
+    (tmp_path / "img").mkdir(exist_ok=True)
+    data = {"detection_categories": {"1": "animal", "2": "person"}, "images": images}
+    (tmp_path / "md.json").write_text(json.dumps(data))
+    return ["segment", "--detections", str(tmp_path / "md.json"), "--images",
+            str(tmp_path / "img"), "--out", str(tmp_path / "out")]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--min-conf", "5"], r"--min-conf must be in \[0, 1\]"),
+        (["--min-conf", "-0.1"], r"--min-conf must be in \[0, 1\]"),
+        (["--categories", "animal,cat"], "unknown category 'cat'; the file has 1=animal, 2=person"),
+        (["--max-images", "0"], "--max-images must be at least 1"),
+    ],
+)
+def test_bad_options_exit_2_before_any_model_loads(tmp_path, capsys, monkeypatch, extra, match):
+    from deepmac_nb import loading
+
+    argv = _md_file(tmp_path, [{"file": "a.jpg", "detections": []}])
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "saved_model.pb").write_bytes(b"")  # would fail if loaded
+    monkeypatch.setattr(loading, "load", lambda *a, **k: pytest.fail("model was loaded"))
+    assert cli.main([*argv, "--model", str(tmp_path / "model"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert re.search(match, err) and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_paths_exit_2_in_one_line(tmp_path, capsys):
+    argv = _md_file(tmp_path, [])
+    cases = [
+        (["--model", str(tmp_path / "nope")], "--model: Model path not found"),
+        (["--model", str(tmp_path)], "--model: Don't know how to load"),
+    ]
+    for extra, match in cases:
+        assert cli.main([*argv, *extra]) == 2
+        assert match in capsys.readouterr().err
+    argv[argv.index("--images") + 1] = str(tmp_path / "no_images")
+    assert cli.main([*argv, "--model", str(tmp_path)]) == 2
+    assert "--images: no such folder" in capsys.readouterr().err
+
+
+def test_a_run_that_wrote_no_image_exits_non_zero(tmp_path, capsys, monkeypatch):
+    from deepmac_nb import loading
+
+    argv = _md_file(tmp_path, [{"file": "gone.jpg", "detections": [_det([0.1, 0.1, 0.2, 0.2])]}])
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "saved_model.pb").write_bytes(b"")
+    monkeypatch.setattr(loading, "load", lambda *a, **k: _constant_predictor())
+    assert cli.main([*argv, "--model", str(tmp_path / "model")]) == 1
+    out = capsys.readouterr().out
+    assert "0 images written" in out and "missing image: 1" in out and "no image was written" in out
+
+
+def test_bad_invocations_answer_without_importing_tensorflow(tmp_path):
+    argv = _md_file(tmp_path, [{"file": "a.jpg", "detections": []}])
+    code = (
+        "import sys; from deepmac_nb import cli; rc = cli.main(sys.argv[1:]); "
+        "print('TF', 'tensorflow' in sys.modules, 'numpy' in sys.modules); sys.exit(rc)"
+    )
+    for extra in (["--model", str(tmp_path), "--min-conf", "5"], ["--model", "nope"]):
+        proc = subprocess.run([sys.executable, "-c", code, *argv, *extra],
+                              capture_output=True, text=True)  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stdout.strip() == "TF False False" and proc.stderr.count("\n") == 1
+
+
 def test_category_filter_and_max_images(tmp_path):
     detections = _write_set(tmp_path, {
         "a.jpg": [_det([0.0, 0.0, 0.3, 0.3], 0.9, "1"), _det([0.5, 0.5, 0.5, 0.5], 0.8, "2")],
@@ -207,7 +351,7 @@ def test_category_filter_and_max_images(tmp_path):
     assert (summary["images_considered"], summary["images_written"]) == (1, 1)
     assert summary["detections_dropped"] == {"category not selected": 1}
     labels = np.array(Image.open(out / "instance_masks" / "a.png"))
-    assert set(np.unique(labels)) == {0, 1} and labels[90, 190] == 1  # the person box
+    assert set(np.unique(labels)) == {0, 2} and labels[90, 190] == 2  # the person box
     assert not (out / "instance_masks" / "b.png").exists()
 
 
@@ -228,7 +372,7 @@ def _expected_centre_labels(kept, height, width):
         ymin, xmin, ymax, xmax = det.box
         row, col = round((ymin + ymax) / 2 * (height - 1)), round((xmin + xmax) / 2 * (width - 1))
         over = [
-            (d.conf, -n, n + 1)
+            (d.conf, -n, d.index + 1)
             for n, d in enumerate(kept)
             if d.box[0] * (height - 1) <= row <= d.box[2] * (height - 1)
             and d.box[1] * (width - 1) <= col <= d.box[3] * (width - 1)
@@ -255,7 +399,8 @@ def test_segment_real_camera_traps_and_resume(model_dir, tmp_path, name, capsys)
     for entry in entries:
         labels = np.array(Image.open(out / "instance_masks" / f"{entry.key}.png"))
         width, height = Image.open(ds.images / entry.file).size
-        assert labels.shape == (height, width) and labels.max() == len(kept[entry.key])
+        ids = [d.index + 1 for d in kept[entry.key]]
+        assert labels.shape == (height, width) and labels.max() == max(ids, default=0)
         for row, col, mask_id in _expected_centre_labels(kept[entry.key], height, width):
             assert labels[row, col] == mask_id
         anns = coco.loadAnns(coco.getAnnIds(imgIds=[entry.key]))

@@ -7,7 +7,7 @@ returns ``detection_masks`` float32 ``[1, N, S, S]`` (sigmoid, each box's frame;
 ``crop_size * upsample_factor``, 64 for the paper models) plus the Mask R-CNN's own
 detections (``detection_boxes`` normalized to the image, ``detection_scores``,
 ``detection_classes`` float32 1-based, ``num_detections`` float32). So
-``Predictor.load``, ``deepmac-nb evaluate --model`` and ``deepmac-nb segment --model``
+``loading.load``, ``deepmac-nb evaluate --model`` and ``deepmac-nb segment --model``
 take either architecture's export.
 
 Why not Model Garden's ``serving/detection.py`` ``DetectionModule`` as is: its
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from deepmac_nb import _io
 from deepmac_nb.deepmarc.predictor import DeepMARCModel
 from deepmac_nb.inference import export
 from deepmac_nb.modeling import preprocess
@@ -66,7 +67,7 @@ def export_saved_model(model: DeepMARCModel, out_dir: str | Path) -> Path:
     root = tf.Module()
     root.model_variables = list(model.model.variables)  # what the graph captures
     concrete = serving_function(model)
-    with export.atomic_dir(out_dir) as tmp:
+    with _io.atomic_dir(out_dir) as tmp:
         tf.saved_model.save(root, str(tmp), signatures={export.SIGNATURE: concrete})
     return Path(out_dir)
 

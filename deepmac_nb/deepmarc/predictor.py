@@ -16,9 +16,9 @@ Frames: ``boxes`` are normalized ``[ymin, xmin, ymax, xmax]`` to each *original*
 Model Garden's Mask R-CNN wants absolute pixels of the padded input, i.e. the normalized
 box times the resized image size ``valid * [H_in, W_in]``. NaN/inf coordinates become 0,
 swapped corners are ordered, and boxes are kept at least one input pixel high and wide
-(Model Garden's RoI level assignment takes ``log(sqrt(area))``). Boxes partly or wholly
-outside the image are kept: the RoI aligner clamps its samples to the feature map, so
-their masks are finite (and carry no meaning outside the image).
+(Model Garden's RoI level assignment takes ``log(sqrt(area))``). Here boxes partly or
+wholly outside the image are kept (the RoI aligner clamps its samples to the feature map,
+so their masks are finite); the ``Predictor`` clips every box to the image first.
 
 ``as_predictor(model)`` / ``load_predictor(model_dir)`` return the project's
 ``inference.predictor.Predictor`` (``predict``, ``predict_box_masks``, ``detect``), so
@@ -36,6 +36,7 @@ import yaml
 from official.projects.deepmac_maskrcnn.configs import deep_mask_head_rcnn as mg_cfg
 from official.projects.deepmac_maskrcnn.tasks import deep_mask_head_rcnn as mg_task
 
+from deepmac_nb.inference.predictor import Predictor, box_bucket
 from deepmac_nb.modeling import crops, preprocess
 
 PARAMS_FILE = "params.yaml"
@@ -145,24 +146,21 @@ class DeepMARCModel:
         }
 
 
-def as_predictor(model: DeepMARCModel):
+def as_predictor(model: DeepMARCModel, flip_tta: bool = False) -> Predictor:
     """The project's ``Predictor`` over a ``DeepMARCModel`` (backend ``keras``)."""
-    # Imported here so that inference.predictor can dispatch to this module without a cycle.
-    from deepmac_nb.inference.predictor import Predictor
-
     masks, detections = _traced(model)
-    return Predictor(masks, model.mask_size, "keras", model=model, detect_fn=detections)
+    return Predictor(
+        masks, model.mask_size, "keras", model=model, detect_fn=detections, flip_tta=flip_tta
+    )
 
 
-def load_predictor(model_dir: str | Path):
+def load_predictor(model_dir: str | Path, flip_tta: bool = False) -> Predictor:
     """``Predictor`` for a Deep-MARC model dir (``params.yaml`` + ``ckpt-*``)."""
-    return as_predictor(DeepMARCModel.from_model_dir(model_dir))
+    return as_predictor(DeepMARCModel.from_model_dir(model_dir), flip_tta=flip_tta)
 
 
 def _traced(model: DeepMARCModel):
     """``Predictor`` callbacks, each one ``tf.function`` traced once per box bucket."""
-    from deepmac_nb.inference.predictor import box_bucket
-
     image_spec = tf.TensorSpec([None, None, 3], tf.uint8)
 
     @tf.function(input_signature=[image_spec, tf.TensorSpec([None, 4], tf.float32)])

@@ -55,16 +55,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_predictor(path: str) -> Any:
+def _load_predictor(path: str, flip_tta: bool = False) -> Any:
     if not Path(path).exists():
         raise FileNotFoundError(f"model not found: {path}")
     try:
-        from deepmac_nb.inference.predictor import Predictor
+        import deepmac_nb.inference.predictor  # noqa: F401 - the TF stack, checked here
+        from deepmac_nb import loading
     except ImportError as exc:
         # The import's own message stays in the line: a missing package and a broken
         # import inside it need different fixes.
         raise CliError(f"{_NO_INFERENCE}: {exc}") from exc
-    return Predictor.load(path)
+    return loading.load(path, flip_tta=flip_tta)
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -88,12 +89,10 @@ def _predict(args: argparse.Namespace, coco) -> tuple[list[dict], dict]:
     if args.model is None:
         mask_fn = baselines.get_mask_fn(args.method)
         return runner.run_box_prompted(coco, args.images, mask_fn, **common)
-    predictor = _load_predictor(args.model)
-    predictor.flip_tta = args.flip_tta
+    predictor = _load_predictor(args.model, flip_tta=args.flip_tta)
     if args.boxes == "gt":
         return runner.run_box_prompted(coco, args.images, predictor.predict, **common)
-    if not hasattr(predictor, "detect"):
-        raise CliError("this model's Predictor has no detect(); use --boxes gt")
+    # A backend without a detector (TFLite) raises one ValueError here: exit 2, one line.
     return runner.run_detected(coco, args.images, predictor.detect, **common)
 
 

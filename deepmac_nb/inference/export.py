@@ -22,10 +22,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import tensorflow as tf
@@ -164,33 +160,6 @@ def serving_function(model: DeepMACModel) -> tf.types.experimental.ConcreteFunct
     return serve.get_concrete_function()
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yields a temp folder beside ``path``; on success it replaces ``path`` by renames.
-
-    An existing ``path`` is moved aside first and deleted only after the new folder is in
-    place, so a crash leaves either the old or the new folder (plus ``.tmp-*`` litter).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
-    try:
-        yield tmp
-        old = path.with_name(f".old-{path.name}.{tmp.name[-8:]}") if path.exists() else None
-        if old is not None:
-            path.rename(old)
-        try:
-            tmp.rename(path)
-        except OSError:
-            if old is not None:
-                old.rename(path)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def export_saved_model(model: DeepMACModel, out_dir: str | Path) -> Path:
     """Writes ``model`` as a SavedModel with the official DeepMAC signature, atomically.
 
@@ -200,7 +169,7 @@ def export_saved_model(model: DeepMACModel, out_dir: str | Path) -> Path:
     root = tf.Module()
     root.model_variables = list(model.variables)  # tracks what the graph captures
     concrete = serving_function(model)
-    with atomic_dir(out_dir) as tmp:
+    with _io.atomic_dir(out_dir) as tmp:
         tf.saved_model.save(root, str(tmp), signatures={SIGNATURE: concrete})
     return Path(out_dir)
 

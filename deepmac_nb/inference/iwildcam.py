@@ -1,12 +1,18 @@
 """iWildCam 2021-style instance-mask outputs for one image (docs/iwildcam2021_readme.md).
 
 For one image and its selected detections (file order) this writes, each atomically:
-  * ``instance_masks/<key>.png``: single channel, pixel k = the k-th written detection
-    (1-based, file order), 0 = background; where masks overlap the higher ``conf`` wins
-    (ties: the earlier detection). uint8, or uint16 when more than 255 detections;
+  * ``instance_masks/<key>.png``: single channel, pixel k = the k-th detection of the
+    image *in the MegaDetector file* (1-based, ``Detection.index + 1``: detections that
+    were filtered out leave their id unused, as the iWildCam 2021 spec numbers them),
+    0 = background; where masks overlap the higher ``conf`` wins (ties: the earlier
+    detection). uint8, or uint16 when the largest id written exceeds 255;
   * ``per_image/<key>.json``: the image's COCO-RLE annotations (each instance's own full
-    mask, overlaps kept, as COCO results are), gathered into ``masks_coco_rle.json``;
-  * optionally ``overlays/<key>.jpg``: the masks and boxes drawn over the photo.
+    mask, overlaps kept, as COCO results are) with ``mask_id``, ``detection_index``
+    (0-based, file order), ``area`` (pixels of that mask) and ``box_fraction`` (area over
+    the box's pixel area: a size measure that does not depend on the box), gathered into
+    ``masks_coco_rle.json`` and ``mask_areas.csv``;
+  * optionally ``overlays/<key>.jpg``: the masks and boxes drawn over the photo, each
+    box labelled ``#<mask id> <category> <conf>``.
 
 The per-image JSON is written before the PNG, so an existing PNG means a complete image
 (``deepmac-nb segment`` resumes on that).
@@ -109,9 +115,14 @@ def paste_region(box_mask: np.ndarray, box, height: int, width: int):
     return slice(y0, y0 + len(top)), slice(x0, x0 + len(left)), region
 
 
-def label_dtype(count: int):
-    """uint8 for up to 255 instances, else uint16 (iWildCam PNGs are uint8)."""
-    return np.uint8 if count <= 255 else np.uint16
+def label_dtype(max_id: int):
+    """uint8 when the largest mask id is at most 255, else uint16 (iWildCam PNGs are uint8)."""
+    return np.uint8 if max_id <= 255 else np.uint16
+
+
+def mask_id(det: Detection) -> int:
+    """The PNG value of a detection: its 1-based position in the MegaDetector file."""
+    return det.index + 1
 
 
 def instance_outputs(box_masks: np.ndarray, detections: list[Detection], height: int, width: int):
@@ -119,13 +130,13 @@ def instance_outputs(box_masks: np.ndarray, detections: list[Detection], height:
 
     Args:
       box_masks: float32 ``[N, S, S]`` probabilities, row n for ``detections[n]``.
-      detections: the written detections in file order (mask id = position + 1).
+      detections: the written detections in file order (mask id = ``Detection.index + 1``).
       height, width: image size in pixels.
 
     Returns:
-      ``(labels uint8/uint16 [H, W], annotations list of dicts)``.
+      ``(labels uint8/uint16 [H, W], annotations list of dicts in file order)``.
     """
-    labels = np.zeros((height, width), label_dtype(len(detections)))
+    labels = np.zeros((height, width), label_dtype(max(map(mask_id, detections), default=0)))
     annotations = []
     scratch = np.zeros((height, width), np.uint8, order="F")
     order = sorted(range(len(detections)), key=lambda n: (detections[n].conf, -n))
@@ -134,26 +145,30 @@ def instance_outputs(box_masks: np.ndarray, detections: list[Detection], height:
         pasted = paste_region(box_masks[n], det.box, height, width)
         binary = None if pasted is None else pasted[2] > MASK_THRESHOLD
         if binary is not None:
-            labels[pasted[0], pasted[1]][binary] = n + 1
+            labels[pasted[0], pasted[1]][binary] = mask_id(det)
             scratch[pasted[0], pasted[1]] = binary
-        annotations.append(_annotation(n, det, scratch, height, width))
+        annotations.append(_annotation(det, scratch, height, width))
         if pasted is not None:
             scratch[pasted[0], pasted[1]] = 0
     annotations.sort(key=lambda a: a["mask_id"])
     return labels, annotations
 
 
-def _annotation(n: int, det: Detection, mask: np.ndarray, height: int, width: int) -> dict:
+def _annotation(det: Detection, mask: np.ndarray, height: int, width: int) -> dict:
     rle = mask_util.encode(mask)
     rle["counts"] = rle["counts"].decode("ascii")
     ymin, xmin, ymax, xmax = det.box
+    bbox = [xmin * width, ymin * height, (xmax - xmin) * width, (ymax - ymin) * height]
+    area = int(mask_util.area(rle))
+    box_pixels = bbox[2] * bbox[3]
     return {
-        "mask_id": n + 1,
+        "mask_id": mask_id(det),
         "detection_index": det.index,
         "category": det.category,
         "score": det.conf,
-        "bbox": [xmin * width, ymin * height, (xmax - xmin) * width, (ymax - ymin) * height],
-        "area": int(mask_util.area(rle)),
+        "bbox": bbox,
+        "area": area,
+        "box_fraction": round(area / box_pixels, 6) if box_pixels > 0 else 0.0,
         "segmentation": rle,
     }
 
@@ -166,21 +181,35 @@ def encode_png(labels: np.ndarray) -> bytes:
     return data.tobytes()
 
 
+def overlay_label(det: Detection) -> str:
+    """The text drawn over a box: ``#<mask id> <category> <conf>``."""
+    return f"#{mask_id(det)} {det.category} {det.conf:.2f}"
+
+
 def overlay(image: np.ndarray, labels: np.ndarray, detections: list[Detection]) -> np.ndarray:
-    """``uint8 [H, W, 3]`` RGB: each instance tinted in its palette colour, boxes outlined."""
-    colors = _PALETTE[(np.arange(len(detections) + 1) - 1) % len(_PALETTE)]
+    """``uint8 [H, W, 3]`` RGB: each instance tinted in its palette colour (by mask id),
+    boxes outlined and labelled with ``overlay_label``."""
+    max_id = max(map(mask_id, detections), default=0)
+    colors = _PALETTE[(np.arange(max_id + 1) - 1) % len(_PALETTE)]
     tinted = image.astype(np.float32)
     fg = labels > 0
     tinted[fg] = (1 - _OVERLAY_ALPHA) * tinted[fg] + _OVERLAY_ALPHA * colors[labels[fg]]
     out = np.ascontiguousarray(tinted.astype(np.uint8))
     height, width = labels.shape
     thickness = max(1, round(max(height, width) / 500))
-    for n, det in enumerate(detections):
+    scale = max(0.4, max(height, width) / 1500)
+    for det in detections:
         ymin, xmin, ymax, xmax = det.box
         top_left = (round(xmin * (width - 1)), round(ymin * (height - 1)))
         bottom_right = (round(xmax * (width - 1)), round(ymax * (height - 1)))
-        color = tuple(int(c) for c in _PALETTE[n % len(_PALETTE)])
+        color = tuple(int(c) for c in colors[mask_id(det)])
         cv2.rectangle(out, top_left, bottom_right, color, thickness)
+        text = overlay_label(det)
+        (text_w, text_h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        x, y = top_left[0], max(top_left[1], text_h + base)  # inside the photo at the top
+        cv2.rectangle(out, (x, y - text_h - base), (x + text_w, y), color, cv2.FILLED)
+        cv2.putText(out, text, (x, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                    thickness, cv2.LINE_AA)  # fmt: skip
     return out
 
 

@@ -243,6 +243,22 @@ def _normalized_box(bbox: list, fmt: str, size) -> tuple[float, float, float, fl
     return (y, x, y + h, x + w)
 
 
+def xywh_to_yxyx(boxes_xywh, width: float | None = None, height: float | None = None):
+    """MegaDetector/COCO ``[x, y, w, h]`` boxes -> ``float32 [N, 4]`` normalized
+    ``[ymin, xmin, ymax, xmax]``, the order ``Predictor.predict`` takes.
+
+    ``boxes_xywh``: ``[N, 4]`` (or one box), normalized as MegaDetector writes them, or
+    absolute pixels when ``width`` and ``height`` (the image size) are given.
+    """
+    import numpy as np
+
+    xywh = np.asarray(boxes_xywh, np.float64).reshape(-1, 4)
+    x, y, w, h = xywh.T
+    if width is not None and height is not None:
+        x, w, y, h = x / width, w / width, y / height, h / height
+    return np.stack([y, x, y + h, x + w], axis=1).astype(np.float32)
+
+
 def _size_lookup(images_dir: str | Path | None) -> SizeLookup:
     """Reads ``(width, height)`` from an image header (no decoding); None if unreadable."""
 

@@ -2,23 +2,29 @@
 
 ``Predictor.predict(image, boxes)`` takes an ``uint8 [H, W, 3]`` RGB image of any size and
 ``[N, 4]`` boxes normalized ``[ymin, xmin, ymax, xmax]`` to that image, and returns
-``float32 [N, H, W]`` mask probabilities (``> 0.5`` for binary masks). Backends:
+``float32 [N, H, W]`` mask probabilities (``> 0.5`` for binary masks). Boxes are clipped
+to the image first (``check_boxes``), for every backend. Backends:
 
-* a Keras ``DeepMACModel`` (``from_model`` / ``from_model_dir``): one ``tf.function`` with
-  a fixed input signature, traced once; box counts are padded up to ``box_bucket(n)`` so
-  the runtime sees a handful of shapes (and XLA, if enabled, compiles a handful);
-* a SavedModel with the official DeepMAC signature (``from_saved_model``: ours from
-  ``export.export_saved_model`` or ``deepmac_1024x1024_coco17/saved_model``);
+* a Keras ``DeepMACModel`` (``from_model``): one ``tf.function`` with a fixed input
+  signature, traced once; box counts are padded up to ``box_bucket(n)`` so the runtime
+  sees a handful of shapes (and XLA, if enabled, compiles a handful);
+* a box-prompted SavedModel (``from_saved_model``): the official DeepMAC signature (ours
+  from ``export.export_saved_model`` or ``deepmac_1024x1024_coco17/saved_model``) or
+  Model Garden's ``deepmac_maskrcnn`` one (the published Deep-MARC model);
 * a builtin-ops TFLite model (``from_tflite``), run with ``ai_edge_litert``; resize, pad
   and box mapping happen here in Python, ``K`` boxes per invocation.
 
+``deepmac_nb.loading.load(path)`` picks the backend for any artifact (model dirs of
+both families included); this module knows none of the artifact kinds.
+
 Example:
-    >>> predictor = Predictor.load("runs/deepmac/export/saved_model")    # doctest: +SKIP
+    >>> predictor = deepmac_nb.load("runs/deepmac/export/saved_model")   # doctest: +SKIP
     >>> masks = predictor.predict(image, boxes) > 0.5                   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,11 +58,25 @@ def check_image(image) -> np.ndarray:
     return array
 
 
-def check_boxes(boxes) -> np.ndarray:
-    """Returns ``float32 [N, 4]`` boxes, non-finite values -> 0 and corners ordered.
+# Coordinates beyond these are not a detector's rounding: pixel boxes or swapped formats.
+BOX_LOW, BOX_HIGH = -0.5, 1.5
+BOX_FORMAT_HELP = (
+    "boxes are normalized [ymin, xmin, ymax, xmax] in [0, 1] of the image (divide pixel "
+    "rows by the height and columns by the width; MegaDetector [x, y, w, h] boxes convert "
+    "with deepmac_nb.inference.megadetector.xywh_to_yxyx)"
+)
 
-    Raises ``ValueError`` for anything that is not ``[N, 4]`` numbers. Values outside
-    [0, 1] are kept: those parts of a box just have no image under them.
+
+def check_boxes(boxes) -> np.ndarray:
+    """Returns ``float32 [N, 4]`` boxes clipped to the image, corners ordered.
+
+    Every backend sees these clipped boxes and every mask is pasted in the clipped box's
+    frame, so a box a detector rounded just past the border (``xmin = -0.002``) works
+    everywhere (the official DeepMAC graph asserts ``0 <= box <= 1.1``).
+
+    Raises ``ValueError`` for anything that is not ``[N, 4]`` numbers, for a NaN/inf row
+    (named by its index), and for coordinates below ``BOX_LOW`` or above ``BOX_HIGH``
+    (pixel boxes, the most common mistake: the message says what is expected).
     """
     try:
         array = np.asarray(boxes.numpy() if isinstance(boxes, tf.Tensor) else boxes, np.float32)
@@ -68,36 +88,57 @@ def check_boxes(boxes) -> np.ndarray:
         raise ValueError(
             f"boxes must have shape [N, 4] (ymin, xmin, ymax, xmax); got {array.shape}."
         )
-    array = np.where(np.isfinite(array), array, 0.0).astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if bad.size:
+        row = int(bad[0])
+        raise ValueError(f"boxes row {row} is not finite: {array[row].tolist()}.")
+    outside = np.flatnonzero(((array < BOX_LOW) | (array > BOX_HIGH)).any(axis=1))
+    if outside.size:
+        row = int(outside[0])
+        raise ValueError(
+            f"boxes row {row} = {array[row].tolist()} is outside [{BOX_LOW}, {BOX_HIGH}]: "
+            f"{BOX_FORMAT_HELP}."
+        )
     low, high = np.minimum(array[:, :2], array[:, 2:]), np.maximum(array[:, :2], array[:, 2:])
-    return np.concatenate([low, high], axis=1)
+    return np.clip(np.concatenate([low, high], axis=1), 0.0, 1.0).astype(np.float32)
 
 
 class Predictor:
-    """Masks for boxes. Build with ``load``, ``from_model``, ``from_model_dir``,
-    ``from_saved_model`` or ``from_tflite`` rather than directly.
+    """Masks for boxes. Build with ``deepmac_nb.loading.load`` (any artifact),
+    ``from_model``, ``from_saved_model`` or ``from_tflite`` rather than directly.
 
-    Attributes:
-      backend: ``"keras"``, ``"saved_model"`` or ``"tflite"``.
-      mask_size: side S of the box-frame masks.
-      model: the Keras model for the ``keras`` backend, else None.
+    Args:
+      box_mask_fn: ``(image uint8 [H, W, 3], boxes float32 [N >= 1, 4] clipped) ->
+        float32 [N, S, S]`` box-frame mask probabilities.
+      mask_size: S.
+      backend: a name for messages (``"keras"``, ``"saved_model"``, ``"tflite"``).
+      model: the Keras model behind a ``keras`` backend, else None.
+      detect_fn: ``image -> (boxes [K, 4], classes int64 [K], scores [K])`` or None for a
+        backend that only answers box prompts.
       flip_tta: when True, every mask is the mean of the image's and its mirror image's
         (test-time augmentation: twice the model cost; +1.7 and +2.2 non-VOC mask AP on
-        COCO-mini val_dev for two training seeds, docs/results.md).
+        COCO-mini val_dev for two training seeds, docs/results.md). Kept as the
+        attribute ``flip_tta``.
     """
 
     def __init__(
-        self, box_mask_fn: BoxMaskFn, mask_size: int, backend: str, model=None, detect_fn=None
+        self,
+        box_mask_fn: BoxMaskFn,
+        mask_size: int,
+        backend: str,
+        model=None,
+        detect_fn=None,
+        flip_tta: bool = False,
     ):
         self._box_mask_fn = box_mask_fn
         self._detect_fn = detect_fn
         self.mask_size = int(mask_size)
         self.backend = backend
         self.model = model
-        self.flip_tta = False
+        self.flip_tta = bool(flip_tta)
 
     @classmethod
-    def from_model(cls, model) -> Predictor:
+    def from_model(cls, model, flip_tta: bool = False) -> Predictor:
         """Wraps a built ``DeepMACModel`` in a once-traced ``tf.function``."""
         return cls(
             _KerasMasks(model),
@@ -106,53 +147,30 @@ class Predictor:
             model=model,
             # Traced on the first detect() only: box-prompted use never pays for it.
             detect_fn=_signature_detections(lambda: export.serving_function(model)),
+            flip_tta=flip_tta,
         )
 
     @classmethod
-    def from_model_dir(cls, model_dir: str | Path) -> Predictor:
-        """``params.yaml`` + latest ``ckpt-*`` of a training run (Deep-MAC or Deep-MARC)."""
-        from deepmac_nb.deepmarc import predictor as marc
-
-        if marc.is_deepmarc_params(marc.read_params(model_dir)):
-            return marc.load_predictor(model_dir)
-        return cls.from_model(export.load_model_dir(model_dir))
-
-    @classmethod
-    def from_saved_model(cls, path: str | Path) -> Predictor:
-        """A SavedModel with the DeepMAC ``serving_default`` signature (ours or official)."""
+    def from_saved_model(cls, path: str | Path, flip_tta: bool = False) -> Predictor:
+        """A box-prompted SavedModel: the official DeepMAC signature (``input_tensor``,
+        ``boxes``; ours or ``deepmac_1024x1024_coco17``) or Model Garden's
+        ``deepmac_maskrcnn`` one (``images``, ``boxes`` -> ``detection_masks`` only, as
+        the published Deep-MARC model; its ``detect()`` raises ``ValueError``)."""
         fn = _SavedModelMasks(path)
-        return cls(
-            fn, fn.mask_size, "saved_model", detect_fn=_signature_detections(lambda: fn.signature)
-        )
+        detect_fn = _signature_detections(lambda: fn.signature) if fn.has_detections else None
+        return cls(fn, fn.mask_size, "saved_model", detect_fn=detect_fn, flip_tta=flip_tta)
 
     @classmethod
-    def from_tflite(cls, path: str | Path, num_threads: int | None = None) -> Predictor:
-        """A builtin-ops TFLite model written by ``export.export_tflite``."""
+    def from_tflite(
+        cls, path: str | Path, num_threads: int | None = None, flip_tta: bool = False
+    ) -> Predictor:
+        """A builtin-ops TFLite model written by ``export.export_tflite`` (no detector)."""
         fn = _TFLiteMasks(path, num_threads)
-        return cls(fn, fn.mask_size, "tflite")
-
-    @classmethod
-    def load(cls, path: str | Path) -> Predictor:
-        """Picks the backend from what ``path`` is: a ``.tflite`` file, the official
-        ``.tar.gz``, a SavedModel folder, a folder with ``saved_model/`` in it, or a training
-        model dir (``params.yaml`` + ``ckpt-*``). Anything else raises ``ValueError``."""
-        path = Path(path)
-        if path.is_file() and path.suffix == ".tflite":
-            return cls.from_tflite(path)
-        if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
-            from deepmac_nb import pretrained
-
-            return pretrained.load_official(path)
-        if (path / "saved_model.pb").is_file():
-            return cls.from_saved_model(path)
-        if (path / "saved_model" / "saved_model.pb").is_file():
-            return cls.from_saved_model(path / "saved_model")
-        if (path / export.PARAMS_FILE).is_file():
-            return cls.from_model_dir(path)
-        raise ValueError(_describe_expected(path))
+        return cls(fn, fn.mask_size, "tflite", flip_tta=flip_tta)
 
     def predict_box_masks(self, image, boxes) -> np.ndarray:
-        """Box-frame masks: ``float32 [N, S, S]`` probabilities, row 0 = each box's ymin."""
+        """Box-frame masks: ``float32 [N, S, S]`` probabilities in the frame of each box
+        *clipped to the image* (``check_boxes(boxes)``; row 0 = its ymin)."""
         image, boxes = check_image(image), check_boxes(boxes)
         if len(boxes) == 0:
             return np.zeros((0, self.mask_size, self.mask_size), np.float32)
@@ -167,7 +185,8 @@ class Predictor:
 
     def predict(self, image, boxes) -> np.ndarray:
         """Image masks: ``float32 [N, H, W]`` probabilities for boxes ``[N, 4]`` (normalized
-        to ``image``, ``uint8 [H, W, 3]``); degenerate or NaN boxes give finite masks.
+        to ``image``, ``uint8 [H, W, 3]``); each mask is pasted in its clipped box (see
+        ``check_boxes`` for the boxes refused); degenerate boxes give finite masks.
 
         This holds N full-size float masks; for many boxes on large photos use
         ``predict_box_masks`` and paste per box (``iwildcam.paste_region``)."""
@@ -181,16 +200,21 @@ class Predictor:
     def detect(self, image, min_score: float = 0.05, max_detections: int = 100) -> dict:
         """The model's own detections with image masks (the standard COCO protocol).
 
-        Returns ``boxes float32 [K, 4]`` normalized to ``image``, ``classes int64 [K]``
-        (1-based ids), ``scores float32 [K]`` (descending, >= ``min_score``) and
-        ``masks float32 [K, H, W]`` probabilities.
+        Returns ``boxes float32 [K, 4]`` normalized to ``image`` (clipped to it),
+        ``classes int64 [K]`` (1-based ids), ``scores float32 [K]`` (descending,
+        >= ``min_score``) and ``masks float32 [K, H, W]`` probabilities. Raises
+        ``ValueError`` for a backend that only answers box prompts (TFLite, Deep-MARC's
+        published SavedModel).
         """
         if self._detect_fn is None:
-            raise ValueError(f"The {self.backend} backend has no detector outputs; use predict().")
+            raise ValueError(
+                f"This {self.backend} model has no detector outputs (it answers box prompts "
+                "only): pass boxes, e.g. from MegaDetector, to predict()."
+            )
         image = check_image(image)
         boxes, classes, scores = self._detect_fn(image)
         keep = np.flatnonzero(scores >= min_score)[:max_detections]
-        boxes, classes, scores = boxes[keep], classes[keep], scores[keep]
+        boxes, classes, scores = check_boxes(boxes[keep]), classes[keep], scores[keep]
         masks = self.predict(image, boxes)
         return {"boxes": boxes, "classes": classes, "scores": scores, "masks": masks}
 
@@ -254,22 +278,41 @@ class _KerasMasks:
         return self._fn(tf.constant(image), tf.constant(padded)).numpy()[: len(boxes)]
 
 
+# Box-prompted SavedModel inputs -> the name of the image input.
+_BOX_PROMPT_INPUTS = (
+    ("input_tensor", "boxes"),  # OD API exporter (official DeepMAC), ours
+    ("images", "boxes"),  # Model Garden deepmac_maskrcnn serving (published Deep-MARC)
+)
+_DETECTION_OUTPUTS = {"detection_boxes", "detection_scores", "detection_classes", "num_detections"}
+
+
 class _SavedModelMasks:
-    """SavedModel backend: ``serving_default(input_tensor, boxes)['detection_masks']``."""
+    """SavedModel backend: ``signature(<image>, boxes)['detection_masks']`` for either
+    input naming of ``_BOX_PROMPT_INPUTS``; ``serving_default`` is preferred."""
 
     def __init__(self, path: str | Path):
-        self._loaded = tf.saved_model.load(str(path))  # keeps the variables alive
-        signatures = getattr(self._loaded, "signatures", {})
-        fn = signatures.get(export.SIGNATURE) if signatures else None
-        inputs = set(fn.structured_input_signature[1]) if fn is not None else set()
-        if fn is None or not {"input_tensor", "boxes"} <= inputs:
+        # Model Garden graphs log one absl warning per custom-gradient function on load.
+        absl_logger = logging.getLogger("absl")
+        level = absl_logger.level
+        absl_logger.setLevel(logging.ERROR)
+        try:
+            self._loaded = tf.saved_model.load(str(path))  # keeps the variables alive
+        finally:
+            absl_logger.setLevel(level)
+        signatures = dict(getattr(self._loaded, "signatures", {}) or {})
+        found = _box_prompt_signature(signatures)
+        if found is None:
+            seen = {k: sorted(f.structured_input_signature[1]) for k, f in signatures.items()}
             raise ValueError(
-                f"{path} has no '{export.SIGNATURE}' signature with inputs input_tensor and "
-                "boxes; expected a DeepMAC box-prompted SavedModel."
+                f"{path}: no signature with inputs input_tensor+boxes or images+boxes "
+                f"(found {seen or 'none'}); expected a box-prompted DeepMAC/Deep-MARC SavedModel."
             )
+        key, self._image_key = found
+        fn = signatures[key]
         if "detection_masks" not in fn.structured_outputs:
-            raise ValueError(f"{path}: '{export.SIGNATURE}' has no detection_masks output.")
+            raise ValueError(f"{path}: signature {key!r} has no detection_masks output.")
         self._fn = self.signature = fn
+        self.has_detections = _DETECTION_OUTPUTS <= set(fn.structured_outputs)
         size = fn.structured_outputs["detection_masks"].shape[-1]
         self.mask_size = int(size) if size is not None else self._probe_mask_size()
 
@@ -278,8 +321,19 @@ class _SavedModelMasks:
         return int(probe.shape[-1])
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        out = self._fn(input_tensor=tf.constant(image[None]), boxes=tf.constant(boxes[None]))
-        return out["detection_masks"][0].numpy()
+        inputs = {self._image_key: tf.constant(image[None]), "boxes": tf.constant(boxes[None])}
+        return self._fn(**inputs)["detection_masks"][0].numpy()
+
+
+def _box_prompt_signature(signatures: dict) -> tuple[str, str] | None:
+    """``(signature key, image input name)`` of the first box-prompted signature."""
+    keys = sorted(signatures, key=lambda k: k != export.SIGNATURE)
+    for key in keys:
+        inputs = set(signatures[key].structured_input_signature[1])
+        for image_key, boxes_key in _BOX_PROMPT_INPUTS:
+            if {image_key, boxes_key} <= inputs:
+                return key, image_key
+    return None
 
 
 class _TFLiteMasks:
@@ -317,13 +371,3 @@ class _TFLiteMasks:
             masks = self._masks(boxes=chunk, **maps)["detection_masks"]
             out.append(masks[0, : len(part)])
         return np.concatenate(out, axis=0)
-
-
-def _describe_expected(path: Path) -> str:
-    if not path.exists():
-        return f"Model path not found: {path}"
-    return (
-        f"Don't know how to load {path}: expected a .tflite file, a DeepMAC .tar.gz, a "
-        "SavedModel folder (saved_model.pb), a folder with saved_model/ in it (the official "
-        f"deepmac_1024x1024_coco17), or a training model dir ({export.PARAMS_FILE} + ckpt-*)."
-    )

@@ -3,32 +3,40 @@
     deepmac-nb segment --model MODEL --detections md.json --images DIR --out OUT \\
         [--min-conf 0.2] [--categories animal,person] [--overlays] [--max-images N] [--flip-tta]
 
-``MODEL`` is anything ``Predictor.load`` takes (model dir, SavedModel, official folder or
-``.tar.gz``, ``.tflite``). Writes ``OUT/instance_masks/<id>.png``, ``OUT/per_image/<id>.json``,
-``OUT/masks_coco_rle.json`` (all images, COCO format with scores) and
-``OUT/segment_summary.json``; see ``iwildcam`` for the formats. Reruns skip images whose
-PNG exists (resume); they assume the same options.
+``MODEL`` is anything ``loading.load`` takes (model dir, SavedModel, Model Garden export,
+official folder or archive, ``.tflite``). Writes ``OUT/instance_masks/<id>.png`` (pixel k =
+the k-th detection of the image in the MegaDetector file), ``OUT/per_image/<id>.json``,
+``OUT/masks_coco_rle.json`` (all images, COCO format with scores), ``OUT/mask_areas.csv``
+(one row per instance: pixels and fraction of its box) and ``OUT/segment_summary.json``;
+see ``iwildcam`` for the formats. Reruns skip images whose PNG exists (resume); they assume
+the same options.
+
+Bad options, paths and category names are refused before TensorFlow is imported (one line,
+exit 2); a run that wrote no image exits 1 after printing its summary.
 """
 
 from __future__ import annotations
 
 import collections
+import csv
+import io
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 from deepmac_nb import _io
-from deepmac_nb.inference import iwildcam, megadetector
+from deepmac_nb.errors import UserError
+from deepmac_nb.inference import megadetector
 
 SUMMARY_FILE = "segment_summary.json"
 RESULTS_FILE = "masks_coco_rle.json"
+AREAS_FILE = "mask_areas.csv"
+AREA_COLUMNS = ("image_id", "file", "detection_index", "mask_id", "category", "score",
+                "area_px", "box_px", "box_fraction")  # fmt: skip
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="model dir, SavedModel, .tar.gz or .tflite")
+    parser.add_argument("--model", required=True, help="model dir, SavedModel, archive, .tflite")
     parser.add_argument("--detections", required=True, help="MegaDetector batch output JSON")
     parser.add_argument("--images", required=True, help="folder the detections' files are in")
     parser.add_argument("--out", required=True, help="output folder")
@@ -46,13 +54,53 @@ def add_arguments(parser) -> None:
     )
 
 
-def run(args) -> int:
-    from deepmac_nb.inference.predictor import Predictor
+def check_args(args) -> None:
+    """Refuses bad options and paths with one ``UserError`` line (no TensorFlow needed)."""
+    from deepmac_nb import loading
 
+    if not 0.0 <= args.min_conf <= 1.0:
+        raise UserError(
+            f"--min-conf must be in [0, 1] (a detector confidence), got {args.min_conf}"
+        )
+    if args.max_images is not None and args.max_images < 1:
+        raise UserError(f"--max-images must be at least 1, got {args.max_images}")
+    if not Path(args.detections).is_file():
+        raise UserError(f"--detections: no such file: {args.detections}")
+    if not Path(args.images).is_dir():
+        raise UserError(f"--images: no such folder: {args.images}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out exists and is not a folder: {args.out}")
+    try:
+        loading.artifact_kind(args.model)
+    except ValueError as exc:
+        raise UserError(f"--model: {exc}") from exc
+
+
+def parse_categories(text: str | None, detections: megadetector.DetectionsFile):
+    """``--categories`` -> category names, or None for all; ``UserError`` naming the file's
+    ``detection_categories`` for a name (or id) it does not have."""
+    if not text:
+        return None
+    known = detections.categories
+    names = []
+    for item in (c.strip() for c in text.split(",")):
+        if not item:
+            continue
+        name = known.get(item, item)  # ids ("1") are accepted too
+        if name not in known.values():
+            listed = ", ".join(f"{k}={v}" for k, v in sorted(known.items()))
+            raise UserError(f"--categories: unknown category {item!r}; the file has {listed}")
+        names.append(name)
+    return names or None
+
+
+def run(args) -> int:
+    check_args(args)
     detections = megadetector.read_detections(args.detections, args.images, args.detections_format)
-    categories = [c.strip() for c in args.categories.split(",")] if args.categories else None
-    predictor = Predictor.load(args.model)
-    predictor.flip_tta = args.flip_tta
+    categories = parse_categories(args.categories, detections)
+    from deepmac_nb import loading
+
+    predictor = loading.load(args.model, flip_tta=args.flip_tta)
     summary = segment(
         predictor,
         detections,
@@ -64,7 +112,13 @@ def run(args) -> int:
         max_images=args.max_images,
     )
     print(format_summary(summary))
+    if summary["images_written"] == 0 and not summary["images_skipped"].get(_RESUMED):
+        print("segment: error: no image was written (see the skipped images above)")
+        return 1
     return 0
+
+
+_RESUMED = "already done (resume)"
 
 
 def segment(
@@ -80,6 +134,8 @@ def segment(
 ) -> dict:
     """Writes masks for every image of ``detections``; returns the summary dict."""
     from tqdm.auto import tqdm
+
+    from deepmac_nb.inference import iwildcam
 
     out_dir, images_dir = Path(out_dir), Path(images_dir)
     entries = detections.images[:max_images] if max_images is not None else detections.images
@@ -104,18 +160,23 @@ def segment(
 
 
 def _wanted(entry: megadetector.ImageEntry, out_dir: Path, tally: _Tally) -> bool:
+    from deepmac_nb.inference import iwildcam
+
     if entry.failure is not None:
         tally.skipped[entry.failure] += 1
         return False
     done = iwildcam.png_path(out_dir, entry.key).is_file()
     if done and iwildcam.per_image_path(out_dir, entry.key).is_file():
-        tally.skipped["already done (resume)"] += 1
+        tally.skipped[_RESUMED] += 1
         return False
     return True
 
 
 def _prefetched(entries: list, images_dir: Path):
     """Yields ``(entry, image or ImageReadError)``, decoding the next image meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deepmac_nb.inference import iwildcam
 
     def load(entry):
         try:
@@ -132,8 +193,13 @@ def _prefetched(entries: list, images_dir: Path):
             yield entry, image
 
 
-def segment_image(predictor, image: np.ndarray, entry, kept: list, out_dir, overlays=False):
-    """Predicts, pastes and writes the outputs of one image; returns its record dict."""
+def segment_image(predictor, image, entry, kept: list, out_dir, overlays=False):
+    """Predicts, pastes and writes the outputs of one image (``uint8 [H, W, 3]``);
+    returns its record dict."""
+    import numpy as np
+
+    from deepmac_nb.inference import iwildcam
+
     height, width = image.shape[:2]
     boxes = np.array([d.box for d in kept], np.float32).reshape(-1, 4)
     box_masks = predictor.predict_box_masks(image, boxes)
@@ -146,9 +212,12 @@ def segment_image(predictor, image: np.ndarray, entry, kept: list, out_dir, over
 
 
 def write_results(out_dir: Path, detections: megadetector.DetectionsFile, entries) -> Path:
-    """Gathers every written image's per-image JSON into ``masks_coco_rle.json``."""
+    """Gathers every written image's per-image JSON into ``masks_coco_rle.json`` and
+    ``mask_areas.csv`` (columns ``AREA_COLUMNS``, one row per instance)."""
+    from deepmac_nb.inference import iwildcam
+
     cat_ids = _category_ids(detections.categories)
-    images, annotations = [], []
+    images, annotations, rows = [], [], []
     for entry in entries:
         path = iwildcam.per_image_path(out_dir, entry.key)
         if entry.failure is not None or not path.is_file():
@@ -162,9 +231,22 @@ def write_results(out_dir: Path, detections: megadetector.DetectionsFile, entrie
         for ann in record["annotations"]:
             extra = {"id": len(annotations) + 1, "image_id": image_id, "iscrowd": 0}
             annotations.append(ann | extra | {"category_id": cat_ids.get(ann["category"], 0)})
+            rows.append(_area_row(record, ann))
     categories = [{"id": i, "name": n} for n, i in sorted(cat_ids.items(), key=lambda x: x[1])]
     data = {"images": images, "annotations": annotations, "categories": categories}
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(AREA_COLUMNS)
+    writer.writerows(rows)
+    _io.write_text(out_dir / AREAS_FILE, text.getvalue())
     return _io.write_json(out_dir / RESULTS_FILE, data, indent=None)
+
+
+def _area_row(record: dict, ann: dict) -> list:
+    box_px = ann["bbox"][2] * ann["bbox"][3]
+    return [record["image_id"], record["file"], ann["detection_index"], ann["mask_id"],
+            ann["category"], ann["score"], ann["area"], round(box_px, 2),
+            ann.get("box_fraction", "")]  # fmt: skip
 
 
 def _category_ids(categories: dict[str, str]) -> dict[str, int]:
@@ -187,12 +269,14 @@ class _Tally:
         self.sixteen_bit: list[str] = []
 
     def add_image(self, entry, kept: list, dropped: collections.Counter) -> None:
+        from deepmac_nb.inference import iwildcam
+
         self.written += 1
         self.empty += not kept
         self.instances += len(kept)
         self.dropped.update(entry.dropped)
         self.dropped.update(dropped)
-        if iwildcam.label_dtype(len(kept)) != np.uint8:
+        if max((iwildcam.mask_id(d) for d in kept), default=0) > 255:
             self.sixteen_bit.append(entry.key)
 
     def as_dict(self, **options) -> dict:
@@ -228,7 +312,5 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  boxes clipped to the image: {summary['boxes_clipped']}")
     if summary["images_16bit_png"]:
         names = ", ".join(summary["images_16bit_png"][:5])
-        lines.append(
-            f"  16-bit PNGs (> 255 instances): {len(summary['images_16bit_png'])}: {names}"
-        )
+        lines.append(f"  16-bit PNGs (mask id > 255): {len(summary['images_16bit_png'])}: {names}")
     return "\n".join(lines)
