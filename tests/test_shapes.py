@@ -9,11 +9,12 @@ import importlib.util
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from deepmac_nb.data import shape_drawing, shapes
+from deepmac_nb.data import camouflage, shape_drawing, shapes, shapes_render
 from deepmac_nb.data.shapes import (
     SHAPE_CLASSES,
     ShapesConfig,
@@ -62,7 +63,7 @@ def test_rendered_images_and_masks_are_well_formed():
     seen_classes = set()
     for index in range(40):
         image, instances = render_image(index, seed=0)
-        assert image.shape == (256, 256, 3) and image.dtype == np.uint8
+        assert image.shape == (128, 128, 3) and image.dtype == np.uint8
         union = np.zeros(image.shape[:2], np.int32)
         for class_id, mask in instances:
             assert mask.dtype == bool and mask.shape == image.shape[:2]
@@ -77,19 +78,84 @@ def test_occlusion_shrinks_visible_masks_and_drops_hidden_objects():
     cfg = ShapesConfig(image_size=128, objects_per_image=(5, 6), occlusion=1.0)
     shrunk = dropped = 0
     for index in range(10):
-        rng = shapes._rng(7, index)
+        rng = shapes_render.rng_of(7, index)
         full = [
             shape_drawing.rasterize(p, 128, 128).astype(bool)
-            for _, p in shapes._sample_objects(rng, cfg)
+            for _, p in shapes_render.sample_objects(rng, cfg)
         ]
-        keep = shapes._keep_visible([m.view(np.uint8) for m in full], cfg)
+        count = int(rng.integers(cfg.occluders[0], cfg.occluders[1] + 1))
+        cover = camouflage.occluder_mask(rng, 128, count, float(np.mean(cfg.scale_range)) * 128)
+        keep = shapes_render.keep_visible([m.view(np.uint8) for m in full], cfg, cover)
         _, instances = render_image(index, seed=7, config=cfg)
         assert len(instances) == len(keep)
         for k, (_, visible) in zip(keep, instances, strict=True):
             assert not (visible & ~full[k]).any(), "visible part must lie inside the object"
             shrunk += int(visible.sum() < full[k].sum())
-        dropped += shapes._render(index, 7, cfg).dropped
+        dropped += shapes_render.render(index, 7, cfg).dropped
     assert shrunk > 0 and dropped > 0
+
+
+def _colour_gap(config: ShapesConfig, images: int = 12) -> float:
+    """Median over objects of the RGB distance between the mean colour of the object's
+    visible pixels and that of a 3-pixel band of other pixels just outside it."""
+    gaps = []
+    for index in range(images):
+        image, instances = render_image(index, seed=2, config=config)
+        taken = np.zeros(image.shape[:2], bool)
+        for _, mask in instances:
+            taken |= mask
+        for _, mask in instances:
+            band = cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+            band &= ~taken
+            if mask.sum() >= 30 and band.sum() >= 30:
+                inside = image[mask].astype(float).mean(axis=0)
+                gaps.append(np.linalg.norm(inside - image[band].astype(float).mean(axis=0)))
+    return float(np.median(gaps))
+
+
+def test_camouflage_look_gives_colour_no_hold_and_classic_keeps_it():
+    # The point of the default look: a colour model fed the box has nothing to separate.
+    assert _colour_gap(ShapesConfig()) < 20.0
+    assert _colour_gap(ShapesConfig.preset("classic", image_size=128)) > 45.0
+
+
+def test_camouflage_objects_differ_from_background_in_texture():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        bg = camouflage.background_texture(rng, (4.0, 10.0))
+        tex = camouflage.object_texture(rng, bg, (4.0, 10.0))
+        if tex.kind == bg.kind == "stripes":
+            turn = abs((tex.angle - bg.angle + np.pi / 2) % np.pi - np.pi / 2)
+            assert turn >= 0.79
+        elif tex.kind == bg.kind:
+            assert max(tex.period, bg.period) >= 1.6 * min(tex.period, bg.period) - 1e-9
+
+
+def test_occluders_cut_visible_masks():
+    cfg = ShapesConfig(occluders=(6, 6), objects_per_image=(4, 4))
+    cut = 0
+    for index in range(6):
+        rng = shapes_render.rng_of(3, index)
+        full = [
+            shape_drawing.rasterize(p, 128, 128) for _, p in shapes_render.sample_objects(rng, cfg)
+        ]
+        cover = camouflage.occluder_mask(rng, 128, 6, float(np.mean(cfg.scale_range)) * 128)
+        _, instances = render_image(index, seed=3, config=cfg)
+        for _, visible in instances:
+            assert not (visible & cover.astype(bool)).any(), "occluded pixels are not visible"
+        cut += sum(int((m.astype(bool) & cover.astype(bool)).any()) for m in full)
+    assert cut > 0
+
+
+def test_classic_preset_is_the_flat_look_and_version_is_recorded(tmp_path):
+    classic = ShapesConfig.preset("classic")
+    assert classic.look == "flat" and classic.image_size == 256
+    summary = generate_shapes(tmp_path, num_images=1, config=SMALL)
+    info = json.loads(Path(summary["json"]).read_text())["info"]
+    assert info["generator_version"] == shapes.GENERATOR_VERSION >= 2
+    assert info["config"]["look"] == "camouflage"
+    with pytest.raises(ValueError, match="look"):
+        render_image(0, config=dataclasses.replace(SMALL, look="glossy"))
 
 
 def test_coco_json_loads_and_masks_round_trip(tmp_path):

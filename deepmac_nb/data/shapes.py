@@ -1,7 +1,10 @@
 """The synthetic shapes set: a procedural, deterministic instance-segmentation dataset.
 
-Eight shape classes (``SHAPE_CLASSES``; id = index + 1) on textured, cluttered
-backgrounds, several per image, occluding each other. Ids 1-4 (disc, square, triangle,
+Eight shape classes (``SHAPE_CLASSES``; id = index + 1), several per image, occluding
+each other. By default (``look="camouflage"``) objects and background are painted from
+the same two colours with different spatial textures, so texture and outline, not
+colour, separate an object from its surroundings; preset ``classic`` keeps the old
+flat-colour look (``deepmac_nb.data.shapes_render``). Ids 1-4 (disc, square, triangle,
 cross) form the ``seen`` split that keeps mask labels in partially supervised training;
 ids 5-8 (star, ring, crescent, heart) are ``unseen`` and have holes, concavities or
 spikes, so a mask head must really learn shape to segment them from boxes alone.
@@ -36,10 +39,17 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from deepmac_nb import _io
-from deepmac_nb.data import shape_drawing as draw
 from deepmac_nb.data.shape_drawing import SHAPE_CLASSES
+from deepmac_nb.data.shapes_render import (
+    GENERATOR_VERSION,
+    PRESETS,
+    ShapesConfig,
+    render,
+    render_image,
+)
 
 __all__ = [
+    "GENERATOR_VERSION",
     "SHAPE_CLASSES",
     "ShapesConfig",
     "ShapesPaths",
@@ -50,182 +60,16 @@ __all__ = [
     "run_prepare_shapes",
 ]
 
-# Bump when rendering changes so cached datasets (ensure_shapes_dataset) regenerate.
-GENERATOR_VERSION = 1
 # Validation images use seed + this, far from any train seed a person would type.
 VAL_SEED_OFFSET = 1_000_003
 # Sensor noise makes PNG's match-finding useless: Huffman-only is faster *and* smaller
-# (~112 KB vs ~127 KB at 256x256). Fixed params keep the bytes reproducible.
+# (~112 KB vs ~127 KB at 256x256, flat look). Fixed params keep the bytes reproducible.
 _PNG_PARAMS = [
     cv2.IMWRITE_PNG_COMPRESSION,
     1,
     cv2.IMWRITE_PNG_STRATEGY,
     cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class ShapesConfig:
-    """Difficulty knobs of the shapes set. Defaults give a moderate teaching set.
-
-    Attributes:
-      image_size: side of the square images in pixels.
-      objects_per_image: inclusive ``(min, max)`` objects drawn per image (before
-        occlusion drops some).
-      scale_range: object size as a fraction of ``image_size`` (the unit shape's
-        diameter), drawn uniformly from ``(min, max)``.
-      aspect_jitter: stretch each object by ``exp(u)``, ``u ~ U(-a, a)`` (width vs height
-        before rotation); 0 keeps canonical proportions.
-      rotation_deg: rotate each object by ``U(-r, r)`` degrees; 0 = upright.
-      texture_strength: 0..1, contrast of object textures (stripes, checker, noise) and
-        shading; 0 = flat colours.
-      background_strength: 0..1, amplitude of coloured blotches over the gradient.
-      clutter_count: inclusive ``(min, max)`` distractor strokes and irregular blobs drawn on
-        the background (never annotated).
-      occlusion: probability that an object is placed on top of an earlier one (near its
-        centre) rather than anywhere; higher = more and heavier occlusion.
-      min_visible_fraction: objects whose visible area is below this fraction of their
-        in-image area are dropped entirely (not drawn, counted as dropped).
-      min_area: objects with fewer visible pixels than this are dropped too.
-      min_contrast: objects get a colour at least this far (RGB Euclidean, 0-255) from
-        the mean of what lies under them, when found within a few tries.
-      blur_sigma: Gaussian blur of the final image (pixels), softens aliased edges.
-      noise_std: standard deviation of per-pixel, near-Gaussian sensor noise (0-255 units).
-    """
-
-    image_size: int = 256
-    objects_per_image: tuple[int, int] = (2, 6)
-    scale_range: tuple[float, float] = (0.14, 0.38)
-    aspect_jitter: float = 0.35
-    rotation_deg: float = 180.0
-    texture_strength: float = 0.6
-    background_strength: float = 0.6
-    clutter_count: tuple[int, int] = (3, 10)
-    occlusion: float = 0.4
-    min_visible_fraction: float = 0.3
-    min_area: int = 30
-    min_contrast: float = 60.0
-    blur_sigma: float = 0.6
-    noise_std: float = 4.0
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> ShapesConfig:
-        """Returns the ``easy``, ``default`` or ``hard`` preset, with ``overrides`` applied."""
-        presets = {"easy": _EASY, "default": {}, "hard": _HARD}
-        if name not in presets:
-            raise ValueError(f"Unknown shapes preset {name!r}; choose from {sorted(presets)}.")
-        return cls(**{**presets[name], **overrides})
-
-
-_EASY: dict[str, Any] = dict(
-    objects_per_image=(1, 4), scale_range=(0.2, 0.4), aspect_jitter=0.15, rotation_deg=30.0,
-    texture_strength=0.2, background_strength=0.2, clutter_count=(0, 2), occlusion=0.1,
-    noise_std=2.0,
-)  # fmt: skip
-_HARD: dict[str, Any] = dict(
-    objects_per_image=(3, 8), scale_range=(0.08, 0.4), aspect_jitter=0.5,
-    texture_strength=1.0, background_strength=1.0, clutter_count=(8, 16), occlusion=0.7,
-    min_visible_fraction=0.2, min_contrast=30.0, noise_std=8.0,
-)  # fmt: skip
-
-
-@dataclasses.dataclass
-class _Rendered:
-    image: np.ndarray  # uint8 [H, W, 3] RGB
-    instances: list[tuple[int, np.ndarray]]  # (category id, visible mask bool [H, W])
-    dropped: int  # objects removed for too little visible area
-
-
-def _rng(seed: int, index: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64([int(seed), int(index)]))
-
-
-def _sample_objects(rng: np.random.Generator, cfg: ShapesConfig) -> list[tuple[int, list]]:
-    """Draws class, pose and outline of each object: ``[(class index 0..7, pixel parts)]``."""
-    s = cfg.image_size
-    objects: list[tuple[int, list]] = []
-    centers: list[np.ndarray] = []
-    for _ in range(int(rng.integers(cfg.objects_per_image[0], cfg.objects_per_image[1] + 1))):
-        cls = int(rng.integers(len(SHAPE_CLASSES)))
-        size = rng.uniform(*cfg.scale_range) * s
-        aspect = float(np.exp(rng.uniform(-cfg.aspect_jitter, cfg.aspect_jitter)))
-        angle = float(np.deg2rad(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)))
-        if centers and rng.random() < cfg.occlusion:
-            center = centers[int(rng.integers(len(centers)))] + rng.normal(0, 0.35 * size, 2)
-        else:
-            center = rng.uniform(0.1 * s, 0.9 * s, size=2)
-        centers.append(center)
-        parts = draw.SHAPE_OUTLINES[cls](rng)
-        objects.append((cls, draw.place_parts(parts, tuple(center), size, aspect, angle)))
-    return objects
-
-
-def _owner_map(masks: list[np.ndarray]) -> np.ndarray:
-    """``int16 [H, W]``: index of the topmost mask covering each pixel, -1 for none.
-    Later masks are on top, so the map is also the set of disjoint visible masks."""
-    owner = np.full(masks[0].shape, -1, np.int16) if masks else np.zeros((0, 0), np.int16)
-    for k, mask in enumerate(masks):
-        owner[mask.view(bool)] = k
-    return owner
-
-
-def _keep_visible(masks: list[np.ndarray], cfg: ShapesConfig) -> list[int]:
-    """Indices of objects with enough visible area. Dropping objects only uncovers
-    others, so every kept object still passes after the drop."""
-    if not masks:
-        return []
-    visible = np.bincount(_owner_map(masks).ravel() + 1, minlength=len(masks) + 1)[1:]
-    full = np.array([int(m.sum()) for m in masks])
-    need = np.maximum(cfg.min_area, cfg.min_visible_fraction * full)
-    return [k for k in range(len(masks)) if full[k] > 0 and visible[k] >= need[k]]
-
-
-def _paint_objects(rng, img: np.ndarray, objects: list, masks: list, cfg: ShapesConfig) -> None:
-    """Composites each object's texture into ``img`` (float32 [H, W, 3]) in draw order."""
-    s = cfg.image_size
-    for (_, parts), mask in zip(objects, masks, strict=True):
-        x0, y0, x1, y1 = draw.parts_box(parts, s, s)
-        m = mask[y0:y1, x0:x1].view(bool)
-        crop = img[y0:y1, x0:x1]
-        color = draw.random_color(rng, crop[m].mean(axis=0), cfg.min_contrast)
-        size = float(max(x1 - x0, y1 - y0))
-        tex = draw.texture(rng, color, y1 - y0, x1 - x0, size, cfg.texture_strength)
-        crop[m] = tex[m]
-
-
-def _render(index: int, seed: int, cfg: ShapesConfig) -> _Rendered:
-    """Draws image ``index`` of stream ``seed``: sample, drop hidden objects, paint."""
-    rng = _rng(seed, index)
-    s = cfg.image_size
-    sampled = _sample_objects(rng, cfg)
-    all_masks = [draw.rasterize(parts, s, s) for _, parts in sampled]
-    keep = _keep_visible(all_masks, cfg)
-    objects, masks = [sampled[k] for k in keep], [all_masks[k] for k in keep]
-    img = draw.background(rng, s, cfg.background_strength)
-    clutter = int(rng.integers(cfg.clutter_count[0], cfg.clutter_count[1] + 1))
-    draw.draw_clutter(rng, img, clutter, float(np.mean(cfg.scale_range)) * s)
-    _paint_objects(rng, img, objects, masks, cfg)
-    if cfg.blur_sigma > 0:
-        img = cv2.GaussianBlur(img, (0, 0), cfg.blur_sigma)
-    img += draw.sensor_noise(rng, img.shape, cfg.noise_std)
-    owner = _owner_map(masks)
-    instances = [(cls + 1, owner == k) for k, (cls, _) in enumerate(objects)]
-    image = np.rint(np.clip(img, 0, 255, out=img), out=img).astype(np.uint8)
-    return _Rendered(image, instances, dropped=len(sampled) - len(keep))
-
-
-def render_image(
-    index: int, seed: int = 0, config: ShapesConfig | None = None
-) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
-    """Renders image ``index`` of the stream ``seed`` (no files written).
-
-    Returns:
-      ``image`` uint8 ``[H, W, 3]`` RGB and ``instances``: ``(category_id, mask)`` pairs in
-      draw order (later = on top), ``mask`` bool ``[H, W]`` = the object's *visible*
-      pixels; masks of one image never overlap.
-    """
-    rendered = _render(index, seed, config or ShapesConfig())
-    return rendered.image, rendered.instances
 
 
 def _coco_annotation(category_id: int, mask: np.ndarray) -> dict[str, Any]:
@@ -246,7 +90,7 @@ def _make_image(job: tuple[int, int, ShapesConfig, str, str]) -> tuple[dict, lis
     """Renders one image, writes its PNG atomically; returns COCO image entry, its
     annotations (ids not yet assigned) and the count of dropped objects."""
     index, seed, cfg, images_dir, split_name = job
-    rendered = _render(index, seed, cfg)
+    rendered = render(index, seed, cfg)
     ok, png = cv2.imencode(".png", cv2.cvtColor(rendered.image, cv2.COLOR_RGB2BGR), _PNG_PARAMS)
     if not ok:
         raise RuntimeError(f"PNG encoding failed for image {index}")
@@ -326,7 +170,7 @@ def generate_shapes(
         carry the split name so they never collide.
       num_images: number of images; image ids are ``1..num_images``.
       seed: stream seed; image ``i`` depends only on ``(seed, i, config)``.
-      image_size: overrides ``config.image_size`` when given (default 256).
+      image_size: overrides ``config.image_size`` when given (default 128).
       split_name: name of the JSON file and the image-name prefix.
       config: difficulty knobs; ``ShapesConfig()`` when None.
       workers: processes rendering in parallel; output bytes do not depend on it.
@@ -433,7 +277,7 @@ def ensure_shapes_dataset(
     num_train: int = 1000,
     num_val: int = 200,
     seed: int = 0,
-    image_size: int = 256,
+    image_size: int = 128,
     config: ShapesConfig | None = None,
     workers: int = 1,
     tfrecords: bool = False,
@@ -470,13 +314,15 @@ def add_prepare_shapes_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-train", type=int, default=1000, help="training images")
     parser.add_argument("--num-val", type=int, default=200, help="validation images")
     parser.add_argument("--seed", type=int, default=0, help="seed (val uses a derived seed)")
-    parser.add_argument("--image-size", type=int, default=256, help="square image side")
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="square image side (default: preset's)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
     parser.add_argument(
         "--difficulty",
-        choices=("easy", "default", "hard"),
+        choices=PRESETS,
         default="default",
-        help="preset of the difficulty knobs (see ShapesConfig)",
+        help="preset of the knobs (see ShapesConfig); classic: the flat-colour look",
     )
     parser.add_argument("--tfrecords", action="store_true", help="also write TFRecords")
 
@@ -484,7 +330,8 @@ def add_prepare_shapes_arguments(parser: argparse.ArgumentParser) -> None:
 def run_prepare_shapes(args: argparse.Namespace) -> int:
     """Writes ``train.json`` and ``val.json`` (+ images, + TFRecords) under ``args.out``."""
     cfg = ShapesConfig.preset(getattr(args, "difficulty", "default"))
-    cfg = dataclasses.replace(cfg, image_size=args.image_size)
+    if args.image_size is not None:
+        cfg = dataclasses.replace(cfg, image_size=args.image_size)
     splits = (
         ("train", args.num_train, args.seed),
         ("val", args.num_val, args.seed + VAL_SEED_OFFSET),

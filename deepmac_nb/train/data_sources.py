@@ -19,7 +19,7 @@ from deepmac_nb.data import samples
 
 SHAPES_TRAIN_IMAGES = 1000
 SHAPES_VAL_IMAGES = 200
-SHAPES_IMAGE_SIZE = 256
+SHAPES_IMAGE_SIZE = 128
 COCO_MINI_TRAIN = ("train_exhaustive", "train_coco128seg")
 COCO_MINI_VAL = "val_dev"
 
