@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "export": ("deepmac_nb.inference.export_cli", "model dir -> SavedModel or builtin TFLite"),
     "segment": ("deepmac_nb.inference.segment_cli", "MegaDetector boxes -> iWildCam masks"),
+    "adapt": (
+        "deepmac_nb.train.adapt_cli",
+        "fine-tune a model's masks on your own photos from MegaDetector boxes only",
+    ),
     "demo": (
         "deepmac_nb.demo",
         "run the tutorial notebooks end to end (QUICK mode) into --out, then print a summary",
@@ -66,13 +70,13 @@ def _selected_command(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deepmac-nb`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # TensorFlow reads these once, at import: set them before any command imports it, so
+    # no C++ log lines (CUDA probing, CPU feature notes) reach the command's output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     selected = _selected_command(argv)
     parser = build_parser(selected)
     args = parser.parse_args(argv)
     if args.command is None:
-    # TensorFlow reads these once, at import: set them before any command imports it, so
-    # no C++ log lines (CUDA probing, CPU feature notes) reach the command's output.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         parser.print_help()
         return 0
     module = importlib.import_module(COMMANDS[args.command][0])

@@ -11,7 +11,9 @@ Per image (inside ``tf.data.Dataset.map``):
 4. targets: Model Garden's CenterNet assigner (Gaussian centres, CenterNet radius rule
    with min overlap 0.7; size, offset, indices), and per instance an ``S x S`` mask
    target cropped with the same align-corners crop as the model, plus a mask weight
-   that is 0 for classes outside the allowed split, crowd and padded instances.
+   that is 0 for classes outside the allowed split, crowd and padded instances. With
+   ROI jitter (training only) the mask crop box is a jittered copy of the box
+   (``crop_boxes``) and the target is cropped there.
 
 Mask targets are cropped from the *original* full-resolution masks using each final box
 mapped back into the original image frame: flip, crop and resize are axis-aligned
@@ -19,7 +21,8 @@ affine maps, so this equals transforming the masks first (tested), at a fraction
 cost.
 
 Label dict (``M = max_num_instances``, ``S = mask_size``, ``h, w`` = input / stride):
-  ``boxes [M, 4]`` model frame, ``classes [M]`` int32 (1-based, 0 = pad),
+  ``boxes [M, 4]`` model frame, ``crop_boxes [M, 4]`` (the mask crops; ``boxes``
+  unless ROI jitter is on), ``classes [M]`` int32 (1-based, 0 = pad),
   ``box_weights [M]``, ``mask_weights [M]``, ``mask_targets [M, S, S]`` float32,
   ``num_instances`` int32, ``ct_heatmaps [h, w, K]``, ``ct_offset``, ``ct_size`` and
   ``box_indices [M, 2]``, ``valid [2]`` (image fraction of the input), ``image_hw [2]``,
@@ -54,6 +57,38 @@ class ParserSettings:
     aug_color: bool = True
     aug_scale_min: float = 0.6
     aug_scale_max: float = 1.3
+    max_roi_jitter_ratio: float = 0.0
+    roi_jitter_mode: str = "default"
+
+
+JITTER_MODES = (
+    "default", "expand", "shrink", "expand_symmetric", "shrink_symmetric", "expand_symmetric_xy"
+)  # fmt: skip
+
+
+def jitter_boxes(boxes: tf.Tensor, ratio: float, mode: str = "default") -> tf.Tensor:
+    """Random ROI jitter of ``boxes [N, 4]``, the OD API's ``random_jitter_boxes``.
+
+    Each side moves outwards by ``u * extent`` (height for y, width for x) with ``u``
+    uniform in ``[-ratio, ratio]`` (``default``), ``[0, ratio]`` (``expand*``) or
+    ``[-ratio, 0]`` (``shrink*``); ``*_symmetric`` draws one ``u`` per axis, and
+    ``expand_symmetric_xy`` one per box. Clipped to [0, 1].
+    """
+    if mode not in JITTER_MODES:
+        raise ValueError(f"Unknown roi_jitter_mode {mode!r}; use one of {JITTER_MODES}.")
+    low = 0.0 if mode.startswith("expand") else -ratio
+    high = 0.0 if mode.startswith("shrink") else ratio
+    num = tf.shape(boxes)[0]
+    if mode == "expand_symmetric_xy":
+        u = tf.tile(tf.random.uniform([num, 1], low, high), [1, 4])
+    elif mode.endswith("symmetric"):
+        u = tf.tile(tf.random.uniform([num, 2], low, high), [1, 2])
+    else:
+        u = tf.random.uniform([num, 4], low, high)
+    extent = tf.maximum(boxes[:, 2:] - boxes[:, :2], 1e-6)
+    extent = tf.concat([extent, extent], axis=1)
+    sign = tf.constant([-1.0, -1.0, 1.0, 1.0])
+    return tf.clip_by_value(boxes + sign * u * extent, 0.0, 1.0)
 
 
 def color_jitter(image: tf.Tensor) -> tf.Tensor:
@@ -165,7 +200,7 @@ class DeepMACParser:
         else:
             window = full_window(height, width)
         inputs = crop_window(image, window, self.s.input_size)
-        labels = self._instance_labels(decoded, boxes, window, flipped)
+        labels = self._instance_labels(decoded, boxes, window, flipped, is_training)
         labels.update(self._centernet_targets(labels))
         labels["valid"] = tf.minimum(1.0, 1.0 / (window[2:] - window[:2]))
         labels["image_hw"] = tf.stack([height, width])
@@ -184,7 +219,7 @@ class DeepMACParser:
         # Stay in float: crop_window normalizes from the [0, 255] scale anyway.
         return image * 255.0, boxes, flipped
 
-    def _instance_labels(self, decoded, boxes, window, flipped) -> dict:
+    def _instance_labels(self, decoded, boxes, window, flipped, jitter=False) -> dict:
         framed = reframe_boxes(boxes, window)
         hw = tf.constant(self.s.input_size, tf.float32)
         size_px = (framed[:, 2:] - framed[:, :2]) * hw
@@ -195,12 +230,16 @@ class DeepMACParser:
         keep = tf.logical_and(keep, (classes >= 1) & (classes <= self.s.num_classes))
         framed, classes = tf.boolean_mask(framed, keep), tf.boolean_mask(classes, keep)
         masks = tf.boolean_mask(decoded["groundtruth_instance_masks"], keep)
-        targets = mask_targets(masks, unframe_boxes(framed, window), self.s.mask_size, flipped)
+        crop = framed
+        if jitter and self.s.max_roi_jitter_ratio > 0:
+            crop = jitter_boxes(framed, self.s.max_roi_jitter_ratio, self.s.roi_jitter_mode)
+        targets = mask_targets(masks, unframe_boxes(crop, window), self.s.mask_size, flipped)
         m = self.s.max_num_instances
         count = tf.minimum(tf.shape(classes)[0], m)
         ones = tf.ones_like(classes, tf.float32)
         return {
             "boxes": _pad(framed, m),
+            "crop_boxes": _pad(crop, m),
             "classes": _pad(classes, m),
             "box_weights": _pad(ones, m),
             "mask_weights": _pad(ones * self._allowed(classes), m),

@@ -8,6 +8,7 @@ from official.core import config_definitions as cfg
 from official.modeling import hyperparams
 
 from deepmac_nb.modeling.config import DeepMACModelConfig
+from deepmac_nb.train.weak_losses import WeakLossConfig
 
 
 @dataclasses.dataclass
@@ -19,6 +20,10 @@ class ParserConfig(hyperparams.Config):
     aug_scale_min: float = 0.6
     aug_scale_max: float = 1.3
     gaussian_iou: float = 0.7
+    # ROI jitter of the mask crops (the reference's max_roi_jitter_ratio / jitter_mode):
+    # default, expand, shrink, expand_symmetric, shrink_symmetric, expand_symmetric_xy.
+    max_roi_jitter_ratio: float = 0.0
+    roi_jitter_mode: str = "default"
 
 
 @dataclasses.dataclass
@@ -46,6 +51,8 @@ class LossConfig(hyperparams.Config):
     # Run the mask head only on instances that carry mask loss (dynamic shapes).
     # Exactly the same loss and gradients; set False on TPUs.
     mask_valid_only: bool = True
+    # Box consistency, colour consistency, augmented self-supervision (all off).
+    weak: WeakLossConfig = dataclasses.field(default_factory=WeakLossConfig)
 
 
 @dataclasses.dataclass
@@ -75,3 +82,5 @@ class DeepMACTaskConfig(cfg.TaskConfig):
     validation_images: str = ""
     init_checkpoint: str = ""
     init_checkpoint_modules: str = "backbone"
+    # Keep the backbone's weights (and batch-norm statistics) fixed while training.
+    freeze_backbone: bool = False

@@ -9,7 +9,8 @@ Reference: TF OD API ``center_net_meta_arch.py`` / ``deepmac_meta_arch.py``.
 * mask (weight 5.0), on ground-truth boxes only: sigmoid cross-entropy of the ``S x S``
   logits against soft targets, mean over pixels per instance, times the instance's
   mask weight (0 for classes outside the allowed split), summed, divided by
-  ``max(sum of weights, 1)``, averaged over the mask stages.
+  ``max(sum of weights, 1)``, averaged over the mask stages;
+* the optional weak mask losses, on every instance with a box: ``weak_losses``.
 
 Shapes: ``B`` images, ``M`` padded instances, ``S`` mask size, ``h x w`` output map.
 """
@@ -66,17 +67,22 @@ def mask_loss(logits: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor) -> tf.T
     return tf.reduce_sum(per_instance * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-def supervised_instances(labels: dict, valid_only: bool) -> tuple[tf.Tensor, tf.Tensor]:
+def supervised_instances(
+    labels: dict, valid_only: bool, select_by_boxes: bool = False
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Which padded instances go through the mask head in training.
 
-    Returns ``(indices [K, 2] (image, slot) int32, weights [K])``. With ``valid_only``
-    only instances whose mask weight is > 0 are kept: unseen-class and padded
-    instances carry zero loss anyway, and skipping them saves most of the mask head's
-    cost (dynamic K; turn it off on TPUs, which want static shapes).
+    Returns ``(indices [K, 2] (image, slot) int32, mask weights [K])``. With
+    ``valid_only`` only instances whose mask weight is > 0 are kept: unseen-class and
+    padded instances carry zero loss anyway, and skipping them saves most of the mask
+    head's cost (dynamic K; turn it off on TPUs, which want static shapes). With
+    ``select_by_boxes`` (weak losses on) every instance with a box is kept instead; the
+    returned mask weights stay 0 for the unseen ones.
     """
     weights = labels["mask_weights"]
     if valid_only:
-        indices = tf.cast(tf.where(weights > 0), tf.int32)
+        keep = labels["box_weights"] if select_by_boxes else weights
+        indices = tf.cast(tf.where(keep > 0), tf.int32)
     else:
         shape = tf.shape(weights)
         grid = tf.meshgrid(tf.range(shape[0]), tf.range(shape[1]), indexing="ij")

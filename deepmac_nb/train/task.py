@@ -18,6 +18,8 @@ from deepmac_nb import splits
 from deepmac_nb.data import pipeline
 from deepmac_nb.modeling import deepmac_model
 from deepmac_nb.train import losses as loss_lib
+from deepmac_nb.train import mask_branch
+from deepmac_nb.train import weak_losses as weak_lib
 from deepmac_nb.train.config import DataConfig, DeepMACTaskConfig
 
 LOSS_NAMES = ("total_loss", "center_loss", "scale_loss", "offset_loss", "mask_loss")
@@ -29,6 +31,7 @@ class DeepMACTask(base_task.Task):
     def __init__(self, params: DeepMACTaskConfig, logging_dir: str | None = None, name=None):
         super().__init__(params, logging_dir=logging_dir, name=name)
         self._allowed_ids = allowed_mask_ids(params.allowed_mask_classes)
+        weak_lib.validate(params.losses.weak)
 
     def build_model(self) -> tf_keras.Model:
         model = deepmac_model.build_deepmac_model(self.task_config.model)
@@ -36,6 +39,8 @@ class DeepMACTask(base_task.Task):
         # Create every variable (the mask head's too) before any checkpoint restore, so
         # restores match eagerly instead of relying on deferred restoration.
         model(tf.zeros([1, *size]), boxes=tf.zeros([1, 1, 4]), training=False)
+        if self.task_config.freeze_backbone:
+            model.backbone.trainable = False
         return model
 
     def parser_settings(self, params: DataConfig) -> pipeline.ParserSettings:
@@ -52,6 +57,8 @@ class DeepMACTask(base_task.Task):
             aug_color=p.aug_color,
             aug_scale_min=p.aug_scale_min,
             aug_scale_max=p.aug_scale_max,
+            max_roi_jitter_ratio=p.max_roi_jitter_ratio,
+            roi_jitter_mode=p.roi_jitter_mode,
         )
 
     def build_inputs(self, params: DataConfig, input_context=None) -> tf.data.Dataset:
@@ -93,46 +100,44 @@ class DeepMACTask(base_task.Task):
         status.expect_partial().assert_existing_objects_matched()
         logging.info("Initialized %s from %s", self.task_config.init_checkpoint_modules, path)
 
-    def build_losses(self, outputs: dict, labels: dict, model=None, training=None) -> dict:
-        """All loss terms; ``model`` is needed for the mask branch (it runs on GT boxes)."""
+    def build_losses(
+        self, outputs: dict, labels: dict, model=None, training=None, images=None, step=None
+    ) -> dict:
+        """All loss terms; ``model`` is needed for the mask branch (it runs on GT boxes),
+        ``images`` for the colour and self-supervision terms, ``step`` for warm-ups."""
         raw = outputs["raw_output"]
         weights = self.task_config.losses
         terms = {
             "center_loss": loss_lib.center_loss(raw["ct_heatmaps"], labels),
             "scale_loss": loss_lib.regression_loss(raw["ct_size"], labels["ct_size"], labels),
             "offset_loss": loss_lib.regression_loss(raw["ct_offset"], labels["ct_offset"], labels),
-            "mask_loss": self._mask_loss(model, raw, labels, training),
         }
+        terms.update(mask_branch.mask_terms(model, raw, labels, images, weights, training, step))
         terms["total_loss"] = (
             weights.object_center_weight * terms["center_loss"]
             + weights.scale_weight * terms["scale_loss"]
             + weights.offset_weight * terms["offset_loss"]
             + weights.mask_weight * terms["mask_loss"]
+            + mask_branch.weighted_total(terms, weights.weak)
         )
         return terms
 
-    def _mask_loss(self, model, raw: dict, labels: dict, training) -> tf.Tensor:
-        indices, weights = loss_lib.supervised_instances(
-            labels, self.task_config.losses.mask_valid_only
-        )
-        boxes = tf.gather_nd(labels["boxes"], indices)
-        targets = tf.gather_nd(labels["mask_targets"], indices)
-        stages = model.mask_stages(raw)
-        total = 0.0
-        for stage in stages:
-            logits = model.flat_mask_logits(raw, stage, boxes, indices[:, 0], training)
-            total += loss_lib.mask_loss(logits, targets, weights)
-        return total / float(len(stages))
+    def loss_names(self) -> tuple[str, ...]:
+        """The logged loss terms: ``LOSS_NAMES`` plus the active weak terms."""
+        return LOSS_NAMES + weak_lib.active_terms(self.task_config.losses.weak)
 
     def build_metrics(self, training: bool = True):
-        return [tf_keras.metrics.Mean(name, dtype=tf.float32) for name in LOSS_NAMES]
+        return [tf_keras.metrics.Mean(name, dtype=tf.float32) for name in self.loss_names()]
 
     def train_step(self, inputs, model, optimizer, metrics=None):
         images, labels = inputs
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
-            terms = self.build_losses(outputs, labels, model=model, training=True)
+            terms = self.build_losses(
+                outputs, labels, model=model, training=True, images=images,
+                step=optimizer.iterations,
+            )  # fmt: skip
             total = terms["total_loss"] + tf.add_n(model.losses or [tf.constant(0.0)])
             scaled = total / replicas
         variables = model.trainable_variables
@@ -142,7 +147,7 @@ class DeepMACTask(base_task.Task):
     def validation_step(self, inputs, model, metrics=None):
         images, labels = inputs
         outputs = model(images, training=False)
-        terms = self.build_losses(outputs, labels, model=model, training=False)
+        terms = self.build_losses(outputs, labels, model=model, training=False, images=images)
         return self._logs(terms, metrics)
 
     def _logs(self, terms: dict, metrics) -> dict:
