@@ -256,3 +256,56 @@ def test_invalid_weak_options_are_refused():
         weak.validate(weak.WeakLossConfig(box_consistency_normalize="mean"))
     with pytest.raises(ValueError, match="self_supervision_loss"):
         weak.validate(weak.WeakLossConfig(self_supervision_loss="l2"))
+
+
+def test_weak_experiments_are_registered_and_switch_only_the_weak_parts():
+    from deepmac_nb.train import experiments
+
+    base, weak_quick = (
+        experiments.get_experiment(n) for n in ("deepmac_shapes_quick", "deepmac_shapes_quick_weak")
+    )
+    assert weak.active_terms(base.task.losses.weak) == ()
+    assert weak.active_terms(weak_quick.task.losses.weak) == (
+        "box_consistency_loss", "color_consistency_loss",
+    )  # fmt: skip
+    assert weak_quick.task.train_data.parser.max_roi_jitter_ratio > 0
+    assert weak_quick.task.model.as_dict() == base.task.model.as_dict()
+    assert weak_quick.trainer.train_steps == base.trainer.train_steps
+    assert weak_quick.task.allowed_mask_classes == base.task.allowed_mask_classes == "seen"
+    for name, split in (
+        ("deepmac_coco_mini_voc_weak", "voc"),
+        ("deepmac_coco_mini_non_voc", "non_voc"),
+        ("deepmac_coco_mini_non_voc_weak", "non_voc"),
+    ):
+        params = experiments.get_experiment(name)
+        assert params.task.allowed_mask_classes == split
+        assert bool(weak.active_terms(params.task.losses.weak)) == name.endswith("_weak")
+
+
+@pytest.mark.large
+def test_train_step_with_every_weak_loss(tiny_shapes):
+    from conftest import tiny_params
+    from official.core import task_factory
+
+    params = tiny_params(tiny_shapes)
+    params.task.train_data.parser.max_roi_jitter_ratio = 0.2
+    params.task.train_data.parser.roi_jitter_mode = "expand"
+    params.task.losses.weak.override(
+        {"box_consistency_weight": 1.0, "color_consistency_weight": 1.0,
+         "self_supervision_weight": 1.0, "self_supervision_flip_probability": 0.5},
+        is_strict=True,
+    )  # fmt: skip
+    task = task_factory.get_task(params.task)
+    model = task.build_model()
+    import tf_keras
+
+    optimizer = tf_keras.optimizers.SGD(0.01)
+    metrics = task.build_metrics()
+    inputs = next(iter(task.build_inputs(params.task.train_data)))
+    labels = inputs[1]
+    assert bool(tf.reduce_any(labels["crop_boxes"] != labels["boxes"]))  # jitter is on
+    logs = task.train_step(inputs, model, optimizer, metrics)
+    assert np.isfinite(float(logs["loss"]))
+    values = {m.name: float(m.result()) for m in metrics}
+    for name in weak.TERMS:
+        assert np.isfinite(values[name]) and values[name] > 0, name
