@@ -200,7 +200,8 @@ def with_weak_losses(params: cfg.ExperimentConfig, self_supervision: bool = Fals
     tuned): ROI jitter ``expand`` 0.15 so boxes do not fill their crops, box consistency
     1.0, colour consistency 1.0 ramped in over the first third of training and, with
     ``self_supervision``, augmented self-supervision 1.0 (dice; flips, 10 % shifts,
-    0.8-1.2 scales; its extra forward pass doubles the step cost) ramped in likewise."""
+    0.8-1.2 scales; its extra forward pass doubles the step cost) ramped in likewise.
+    The warm-ups are set from ``train_steps`` here; a later ``--steps`` keeps them."""
     steps = params.trainer.train_steps
     parser = params.task.train_data.parser
     parser.max_roi_jitter_ratio, parser.roi_jitter_mode = 0.15, "expand"
