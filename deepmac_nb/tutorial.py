@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from deepmac_nb import pretrained, viz
+from deepmac_nb.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUICK_EXPERIMENT = "deepmac_shapes_quick"
@@ -352,8 +353,9 @@ def iwildcam_inputs(detections=None, images=None) -> tuple[Path, Path, str]:
     if kaggle is not None:
         return kaggle[0], kaggle[1], "Kaggle iWildCam competition data"
     try:
-        sample = samples.camera_traps("mdv5")
-    except samples.SampleDataMissing as exc:
+        # Without the sample data folder: the package's detections + photos downloaded.
+        sample = samples.camera_traps("mdv5", download=True)
+    except (samples.SampleDataMissing, UserError) as exc:
         raise MissingInput(
             "No camera-trap data: set DETECTIONS and IMAGES_DIR in the parameters cell, "
             f"attach an iWildCam competition on Kaggle, or set {samples.ENV_VAR}. ({exc})"

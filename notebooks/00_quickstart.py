@@ -15,7 +15,8 @@
 
 # %% [markdown]
 # <!-- The badges point at "deepmac-nb/deepmac_nb", a placeholder GitHub org/repository:
-#      replace it with the project's real address when publishing. -->
+#      to publish, change deepmac_nb.install.REPOSITORY and pyproject's [project.urls],
+#      then run `python -m deepmac_nb.install --sync notebooks/*.py notebooks/*.ipynb`. -->
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/deepmac-nb/deepmac_nb/blob/main/notebooks/00_quickstart.ipynb)
 # [![Open in Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)](https://kaggle.com/kernels/welcome?src=https://github.com/deepmac-nb/deepmac_nb/blob/main/notebooks/00_quickstart.ipynb)
 #
@@ -33,17 +34,21 @@
 # 5. (optional) draw your own boxes with sliders.
 
 # %%
-# Colab / Kaggle: installs deepmac_nb from its repository; its pyproject pins TensorFlow and
-# Model Garden (2.20). Does nothing where deepmac_nb is importable (a checkout after
-# `make venv`). If TensorFlow was imported before the install, restart the session once.
+# Colab / Kaggle: installs the pinned deepmac_nb release, then the TensorFlow 2.20 build this
+# runtime needs (tensorflow-tpu + libtpu on a TPU runtime; deepmac_nb.install decides and
+# prints which). Does nothing where deepmac_nb is importable (a checkout after `make venv`).
+# If TensorFlow was imported before the install, restart the session once.
 try:
     import deepmac_nb
 except ImportError:
-    from IPython import get_ipython
+    import subprocess
+    import sys
 
-    get_ipython().run_line_magic(
-        "pip", "install -q 'deepmac_nb @ git+https://github.com/deepmac-nb/deepmac_nb.git'"
-    )
+    SPEC = "deepmac_nb @ git+https://github.com/deepmac-nb/deepmac_nb.git@v0.1.0"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", SPEC], check=True)
+    from deepmac_nb import install
+
+    install.run(SPEC)
 
 # %% tags=["parameters"]
 QUICK = True  # True: the quick model trains for few steps (minutes on a CPU)
@@ -65,6 +70,7 @@ OUTPUT_DIR = "runs/notebooks/00_quickstart"
 from pathlib import Path
 
 import numpy as np
+from IPython.display import Markdown, display
 
 from deepmac_nb import tutorial, viz, widgets
 from deepmac_nb.inference import iwildcam
@@ -90,7 +96,7 @@ out.mkdir(parents=True, exist_ok=True)
 predictor, description = tutorial.load_predictor(
     MODEL, steps=tutorial.QUICK_STEPS if QUICK else None
 )
-print("model:", description)
+display(Markdown(f"> **Model used in this notebook:** {description}"))
 
 # %% [markdown]
 # ## 2. An image and boxes

@@ -44,7 +44,7 @@ except ImportError:
     from IPython import get_ipython
 
     get_ipython().run_line_magic(
-        "pip", "install -q 'deepmac_nb @ git+https://github.com/deepmac-nb/deepmac_nb.git'"
+        "pip", "install -q 'deepmac_nb @ git+https://github.com/deepmac-nb/deepmac_nb.git@v0.1.0'"
     )
 
 # %% tags=["parameters"]

@@ -15,7 +15,8 @@
 
 # %% [markdown]
 # <!-- The badges point at "deepmac-nb/deepmac_nb", a placeholder GitHub org/repository:
-#      replace it with the project's real address when publishing. -->
+#      to publish, change deepmac_nb.install.REPOSITORY and pyproject's [project.urls],
+#      then run `python -m deepmac_nb.install --sync notebooks/*.py notebooks/*.ipynb`. -->
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/deepmac-nb/deepmac_nb/blob/main/notebooks/04_iwildcam_visualize.ipynb)
 # [![Open in Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)](https://kaggle.com/kernels/welcome?src=https://github.com/deepmac-nb/deepmac_nb/blob/main/notebooks/04_iwildcam_visualize.ipynb)
 #
@@ -25,8 +26,9 @@
 # boxes but no masks. DeepMAC is the natural next step: every detection is a box prompt,
 # and a class-agnostic mask head turns it into a mask, for species it never saw. The
 # iWildCam 2021 competition shipped exactly this: DeepMAC masks of MegaDetector boxes, one
-# PNG per image (`instance_masks/<id>.png`, pixel value *k* = the *k*-th detection, 0 =
-# background, higher confidence wins where masks overlap). This notebook
+# PNG per image (`instance_masks/<id>.png`, pixel value *k* = the *k*-th detection of the
+# image in the MegaDetector file, 0 = background, higher confidence wins where masks
+# overlap). This notebook
 #
 # 1. reads a MegaDetector results file (any of its JSON variants),
 # 2. writes the iWildCam PNGs (`deepmac-nb segment` does the same from the shell),
@@ -34,20 +36,26 @@
 #
 # On Kaggle with an iWildCam competition attached (`/kaggle/input/iwildcam2022-fgvc9/`
 # or similar) it uses that data; otherwise the camera-trap sample photos with real
-# MegaDetector v5 detections.
+# MegaDetector v5 detections: read in place when the project's sample data folder is
+# there, else the detections shipped with the package and the 14 photos downloaded once
+# from their public addresses (size and sha256 checked).
 
 # %%
-# Colab / Kaggle: installs deepmac_nb from its repository; its pyproject pins TensorFlow and
-# Model Garden (2.20). Does nothing where deepmac_nb is importable (a checkout after
-# `make venv`). If TensorFlow was imported before the install, restart the session once.
+# Colab / Kaggle: installs the pinned deepmac_nb release, then the TensorFlow 2.20 build this
+# runtime needs (tensorflow-tpu + libtpu on a TPU runtime; deepmac_nb.install decides and
+# prints which). Does nothing where deepmac_nb is importable (a checkout after `make venv`).
+# If TensorFlow was imported before the install, restart the session once.
 try:
     import deepmac_nb
 except ImportError:
-    from IPython import get_ipython
+    import subprocess
+    import sys
 
-    get_ipython().run_line_magic(
-        "pip", "install -q 'deepmac_nb @ git+https://github.com/deepmac-nb/deepmac_nb.git'"
-    )
+    SPEC = "deepmac_nb @ git+https://github.com/deepmac-nb/deepmac_nb.git@v0.1.0"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", SPEC], check=True)
+    from deepmac_nb import install
+
+    install.run(SPEC)
 
 # %% tags=["parameters"]
 QUICK = True  # True: the first MAX_IMAGES images only
@@ -65,9 +73,11 @@ OUTPUT_DIR = "runs/notebooks/04_iwildcam_visualize"
 # %%
 # %matplotlib inline
 import collections
+import csv
 from pathlib import Path
 
 import numpy as np
+from IPython.display import Markdown, display
 from PIL import Image
 
 from deepmac_nb import tutorial, viz, widgets
@@ -123,15 +133,18 @@ viz.table(
 predictor, description = tutorial.load_predictor(
     MODEL, steps=tutorial.QUICK_STEPS if QUICK else None, photos=True
 )
-print("model:", description)
+# A banner, not a log line: offline (Kaggle with internet off) the stand-in model runs.
+display(Markdown(f"> **Model used for every mask below:** {description}"))
 
 # %% [markdown]
 # ## 3. iWildCam PNGs
 #
-# `segment` writes, per image, `instance_masks/<id>.png` (uint8, detection order),
-# `per_image/<id>.json` (COCO RLE per instance) and an overlay JPEG; then
-# `masks_coco_rle.json` for all images. Rerunning skips images already written, so a long
-# run resumes.
+# `segment` writes, per image, `instance_masks/<id>.png` (uint8; the value of a detection
+# is its position in the MegaDetector file, so filtered detections leave gaps),
+# `per_image/<id>.json` (COCO RLE, `detection_index` and mask area per instance) and a
+# labelled overlay JPEG; then `masks_coco_rle.json` and `mask_areas.csv` (pixels and
+# fraction of the box, per instance: a body-size measure) for all images. Rerunning skips
+# images already written, so a long run resumes.
 
 # %%
 summary = segment_cli.segment(
@@ -147,10 +160,12 @@ summary = segment_cli.segment(
 print(segment_cli.format_summary(summary))
 pngs = sorted((out / "iwildcam" / "instance_masks").rglob("*.png"))
 print(len(pngs), "PNGs, e.g.", [p.name for p in pngs[:3]])
+viz.table(list(csv.DictReader(open(out / "iwildcam" / segment_cli.AREAS_FILE)))[:10])
 
 # %% [markdown]
-# What a PNG holds: one integer per pixel. Value *k* is the *k*-th detection kept for
-# that image (file order, after the confidence threshold); 0 is background.
+# What a PNG holds: one integer per pixel. Value *k* is the *k*-th detection of that
+# image in the MegaDetector file (those below the threshold are not drawn, their values
+# unused); 0 is background.
 
 # %%
 written = [e for e in entries if iwildcam.png_path(out / "iwildcam", e.key).is_file()]

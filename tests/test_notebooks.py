@@ -126,7 +126,7 @@ def test_auto_model_order_official_coco_quick(monkeypatch, tmp_path):
     (tutorial.coco_model_dir() / "checkpoint").write_text('model_checkpoint_path: "ckpt-3000"\n')
     assert tutorial._auto_model(photos=True) == "coco"
     assert tutorial._auto_model(photos=False) == "quick"  # shapes notebooks keep shapes
-    (tmp_path / "deepmac_1024x1024_coco17").mkdir()
+    (tmp_path / "deepmac_1024x1024_coco17.tar.gz").write_bytes(b"")  # a downloaded archive
     assert tutorial._auto_model(photos=True) == "official"
 
 

@@ -4,6 +4,15 @@ One setting decides where it is: the ``DEEPMAC_NB_DATA`` environment variable, d
 ``<repository>/../shared/data``. Files are read where they are and never copied into
 the repository.
 
+Where that folder is absent (Colab, Kaggle, a pip install), ``camera_traps("mdv5",
+download=True)`` fetches the 14 camera-trap photos from their public addresses into the
+cache (``download.cache_dir("camera_traps")``), each checked against the size and sha256
+in the package's ``camera_traps/sources.json``, and reads the MegaDetector v5 detections
+shipped with the package (``camera_traps/cameratrapai_mdv5_detections.json``: the
+expected outputs recorded in google/cameratrapai's ``speciesnet/detector_test.py``,
+Apache-2.0). ``$DEEPMAC_NB_SAMPLE_MIRROR`` (a folder or base URL holding the same file
+names) replaces the public addresses, for offline machines and tests.
+
 Example:
     >>> from deepmac_nb.data import samples
     >>> ds = samples.coco_mini("val_dev")          # doctest: +SKIP
@@ -13,16 +22,16 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
-from urllib import request
 
-from deepmac_nb import _io
+from deepmac_nb import download
 
 ENV_VAR = "DEEPMAC_NB_DATA"
-DEFAULT_CACHE = Path("~/.cache/deepmac_nb")
+MIRROR_ENV = "DEEPMAC_NB_SAMPLE_MIRROR"
+PACKAGE_DATA = Path(__file__).resolve().parent / "camera_traps"
+SOURCES_FILE = PACKAGE_DATA / "sources.json"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 COCO_MINI_SPLITS = ("train_exhaustive", "train_coco128seg", "val_dev")
@@ -91,14 +100,19 @@ def voc_fixture() -> CocoSet:
     return CocoSet("voc2011_3img", _require(root / "voc2011_3img.json"), _require(root / "images"))
 
 
-def camera_traps(name: str = "mdv5") -> CameraTrapSet:
+def camera_traps(name: str = "mdv5", download: bool = False) -> CameraTrapSet:
     """Returns camera-trap photos with real MegaDetector v5 detections (``mdv5``) or the
-    hand-drawn Snapshot Serengeti boxes in the same format (``serengeti_gt``)."""
+    hand-drawn Snapshot Serengeti boxes in the same format (``serengeti_gt``).
+
+    With ``download=True`` and no sample data folder, ``mdv5`` comes from the package's
+    detections and photos downloaded into the cache (module docstring)."""
     if name not in CAMERA_TRAP_DETECTIONS:
         raise ValueError(
             f"Unknown camera-trap set {name!r}; choose from {tuple(CAMERA_TRAP_DETECTIONS)}."
         )
     root = data_root() / "camera_traps"
+    if download and name == "mdv5" and not (root / CAMERA_TRAP_DETECTIONS[name]).is_file():
+        return downloaded_camera_traps()
     return CameraTrapSet(
         name=name,
         detections=_require(root / CAMERA_TRAP_DETECTIONS[name]),
@@ -106,15 +120,35 @@ def camera_traps(name: str = "mdv5") -> CameraTrapSet:
     )
 
 
-def _fetch(url: str, dest: Path, size: int | None, sha256: str | None) -> None:
-    """Downloads ``url`` to ``dest`` atomically; a size or checksum mismatch leaves nothing."""
-    with request.urlopen(url, timeout=60) as response:
-        data = response.read()
-    if size is not None and len(data) != size:
-        raise OSError(f"{url}: got {len(data)} bytes, expected {size}")
-    if sha256 and hashlib.sha256(data).hexdigest() != sha256.lower():
-        raise OSError(f"{url}: sha256 mismatch")
-    _io.write_bytes(dest, data)
+def camera_trap_sources() -> list[dict]:
+    """The package's list of camera-trap photos: ``file``, ``url``, ``bytes``, ``sha256``."""
+    return json.loads(SOURCES_FILE.read_text(encoding="utf-8"))["images"]
+
+
+def _source_url(item: dict) -> str:
+    mirror = os.environ.get(MIRROR_ENV)
+    if not mirror:
+        return item["url"]
+    base = Path(mirror).expanduser()
+    if "://" not in mirror:
+        return (base / item["file"]).resolve().as_uri()
+    return mirror.rstrip("/") + "/" + item["file"]
+
+
+def downloaded_camera_traps(files: list[str] | None = None, progress: bool = False):
+    """``CameraTrapSet`` of the package's MegaDetector v5 detections and the photos,
+    downloaded (once, checked) into ``download.cache_dir("camera_traps", "images")``.
+
+    ``files`` limits the download to those photo names (default: all 14). Raises
+    ``UserError`` when a photo cannot be fetched or does not match its checksum.
+    """
+    images = download.cache_dir("camera_traps", "images")
+    for item in camera_trap_sources():
+        if files is None or item["file"] in files:
+            download.download(_source_url(item), images / item["file"], size=item["bytes"],
+                              sha256=item["sha256"], progress=progress)  # fmt: skip
+    detections = PACKAGE_DATA / CAMERA_TRAP_DETECTIONS["mdv5"]
+    return CameraTrapSet(name="mdv5", detections=detections, images=images)
 
 
 def download_coco_mini(
@@ -122,16 +156,17 @@ def download_coco_mini(
 ) -> Path:
     """For users with internet: fetches each image of a COCO JSON by its ``coco_url``.
 
-    Images land in ``<dest>/coco_mini/images/`` (default ``~/.cache/deepmac_nb``); those
+    Images land in ``<dest>/coco_mini/images/`` (default ``download.cache_dir()``); those
     already there are kept, so an interrupted run resumes. An image record's optional
     ``file_size`` / ``sha256`` fields are checked. ``annotations`` defaults to the three
     COCO-mini JSON files. Returns the images folder.
     """
-    images = Path(dest or DEFAULT_CACHE).expanduser() / "coco_mini" / "images"
+    images = (Path(dest).expanduser() if dest else download.cache_dir()) / "coco_mini" / "images"
     files = [annotations] if annotations else [coco_mini(s).annotations for s in COCO_MINI_SPLITS]
     for path in files:
         for image in json.loads(Path(path).read_text(encoding="utf-8"))["images"]:
             target = images / Path(image["file_name"]).name
             if not target.exists():
-                _fetch(image["coco_url"], target, image.get("file_size"), image.get("sha256"))
+                download.download(image["coco_url"], target, image.get("file_size"),
+                                  image.get("sha256"), progress=False)  # fmt: skip
     return images

@@ -25,9 +25,10 @@ COCO_MINI_VAL = "val_dev"
 
 
 def cache_root() -> Path:
-    """The folder for generated data and converted TFRecords."""
-    default = Path.home() / ".cache" / "deepmac_nb"
-    return Path(os.environ.get("DEEPMAC_NB_CACHE", default)).expanduser()
+    """The folder for generated data and converted TFRecords: the package cache."""
+    from deepmac_nb import download
+
+    return download.cache_dir()
 
 
 def prepare_experiment_data(params: cfg.ExperimentConfig) -> cfg.ExperimentConfig:
