@@ -6,8 +6,9 @@ Runs the notebooks of ``notebooks/`` (Jupytext ``.py``, the source of truth) in 
 each in a fresh kernel with its ``parameters`` cell extended by ``QUICK`` and
 ``OUTPUT_DIR`` (nbclient), and writes under ``--out``: ``html/<notebook>.html`` (and the
 executed ``.ipynb``), each notebook's own outputs in ``<notebook>/`` (metrics JSON, mask
-overlays, iWildCam PNGs) and ``summary.json``; then prints seen/unseen mask AP, images/s
-and per-head parameter counts. Reruns reuse the cached data and the trained quick model
+overlays, iWildCam PNGs) and ``summary.json``; then prints the quick model's seen/unseen
+mask AP beside every classical baseline's, seen/unseen AP and unseen/seen per mask head
+(trained here and shipped reference models), images/s and per-head parameter counts. Reruns reuse the cached data and the trained quick model
 (``$DEEPMAC_NB_CACHE``, default ``~/.cache/deepmac_nb``).
 
 
@@ -203,20 +204,50 @@ def _fmt_ap(value: Any) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _ratio(seen: Any, unseen: Any) -> float | None:
+    """unseen AP / seen AP, the paper's measure of how well masks transfer."""
+    return round(unseen / seen, 2) if seen and unseen is not None else None
+
+
+def _head_rows(rows: Any) -> list[dict] | None:
+    """05's head-comparison rows with ``unseen/seen`` added (None when absent)."""
+    if not isinstance(rows, list):
+        return None
+    return [r | {"unseen/seen": _ratio(r.get("seen AP"), r.get("unseen AP"))} for r in rows]
+
+
 def summarize(out: Path, stages: list[dict]) -> dict:
-    """Reads the notebooks' outputs into the summary dict (missing parts are None)."""
+    """Reads the notebooks' outputs into the summary dict (missing parts are None).
+
+    ``mask_AP`` is the quick model's box-prompted AP per split (03), ``baselines`` the
+    classical methods' on the same images, ``unseen_margin`` the model's unseen AP minus
+    each baseline's, ``head_comparison`` (05, trained live) and ``reference_heads`` (05,
+    the shipped converged models) list seen / unseen AP and ``unseen/seen`` per head.
+    """
     metrics = _read_json(out / "03_evaluate" / "metrics.json") or {}
     heads = _read_json(out / "05_partial_supervision" / "head_params.json")
+    part = out / "05_partial_supervision"
     segment = _read_json(out / "04_iwildcam_visualize" / "iwildcam" / "segment_summary.json")
     box_prompted = (metrics.get("protocols") or {}).get("box_prompted") or {}
+    mask_ap = {s: v.get("AP") for s, v in box_prompted.get("mask", {}).items()}
+    baselines = {
+        name: {s: v.get("AP") for s, v in m.get("mask", {}).items()}
+        for name, m in (metrics.get("baselines") or {}).items()
+    }
+    unseen = mask_ap.get("unseen")
     return {
         "stages": stages,
-        "mask_AP": {s: v.get("AP") for s, v in box_prompted.get("mask", {}).items()},
-        "baselines": {
-            name: {s: v.get("AP") for s, v in m.get("mask", {}).items()}
-            for name, m in (metrics.get("baselines") or {}).items()
+        "mask_AP": mask_ap,
+        "unseen_over_seen": _ratio(mask_ap.get("seen"), unseen),
+        "baselines": baselines,
+        "unseen_margin": {
+            name: round(unseen - b["unseen"], 2)
+            for name, b in baselines.items()
+            if unseen is not None and b.get("unseen") is not None
         },
         "images_per_s": (metrics.get("speed") or {}).get("images_per_s"),
+        "head_comparison": _head_rows(_read_json(part / "head_comparison.json")),
+        "reference_heads": _head_rows(_read_json(part / "reference_comparison.json")),
         "head_params": heads,
         "iwildcam_pngs": sorted(
             str(p) for p in (out / "04_iwildcam_visualize" / "iwildcam").rglob("*.png")
@@ -234,18 +265,39 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _head_lines(label: str, rows: list[dict] | None) -> list[str]:
+    if not rows:
+        return []
+    lines = [label]
+    for r in rows:
+        ratio = r.get("unseen/seen")
+        lines.append(
+            f"  {r['head']:<24} seen {_fmt_ap(r.get('seen AP'))} | unseen "
+            f"{_fmt_ap(r.get('unseen AP'))} | unseen/seen {'-' if ratio is None else ratio}"
+        )
+    return lines
+
+
 def format_summary(summary: dict) -> str:
     """The few lines printed at the end of the demo."""
-    ap = summary["mask_AP"]
+    ap, ratio = summary["mask_AP"], summary.get("unseen_over_seen")
     lines = [
         f"mask AP (box-prompted, quick model): seen {_fmt_ap(ap.get('seen'))} | "
-        f"unseen {_fmt_ap(ap.get('unseen'))} | {summary['images_per_s'] or '-'} images/s"
+        f"unseen {_fmt_ap(ap.get('unseen'))} | unseen/seen {'-' if ratio is None else ratio}"
+        f" | {summary['images_per_s'] or '-'} images/s"
     ]
+    margins = summary.get("unseen_margin") or {}
     for name, values in summary["baselines"].items():
+        margin = margins.get(name)
+        vs = "" if margin is None else f" | model unseen {margin:+.1f} vs this"
         lines.append(
             f"  baseline {name:<8} seen {_fmt_ap(values.get('seen'))} | "
-            f"unseen {_fmt_ap(values.get('unseen'))}"
+            f"unseen {_fmt_ap(values.get('unseen'))}{vs}"
         )
+    lines += _head_lines("mask heads trained here (QUICK, 05):", summary.get("head_comparison"))
+    lines += _head_lines(
+        "shipped reference mask heads (converged, 05):", summary.get("reference_heads")
+    )
     if summary["head_params"]:
         counts = ", ".join(f"{r['head']} {r['params']:,}" for r in summary["head_params"])
         lines.append(f"mask-head parameters (nc=64, S=32): {counts}")

@@ -34,6 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from deepmac_nb import _io
 
@@ -309,9 +310,10 @@ def plot_class_counts(
     ax.bar(range(len(rows)), [r["instances"] for r in rows], color=colors)
     ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=90, fontsize=7)
     ax.set_ylabel("instances")
-    for split in dict.fromkeys(r["split"] for r in rows):
-        ax.bar([], [], color=SPLIT_COLORS.get(split, "C7"), label=split)
-    ax.legend(fontsize=8)
+    # Explicit patches: empty bar containers give legend entries the cycle's colour.
+    splits = dict.fromkeys(r["split"] for r in rows)
+    handles = [Patch(color=SPLIT_COLORS.get(s, "C7"), label=s) for s in splits]
+    ax.legend(handles=handles, fontsize=8)
     ax.set_title(title or "instances per class")
     if path is not None:
         save_figure(fig, path)

@@ -48,8 +48,7 @@ except ImportError:
     )
 
 # %% tags=["parameters"]
-QUICK = True  # True: a small shapes set (seconds); False: 1000 + 200 images
-IMAGE_SIZE = 256  # side of the synthetic images, pixels
+QUICK = True  # True: the COCO-mini val_dev file only; False: every COCO-mini file
 # COCO-format input: None = the COCO-mini sample photos (skipped if absent). Your own data:
 # the annotation JSON and the folder its file_name entries are in.
 COCO_ANNOTATIONS = None
@@ -59,7 +58,6 @@ OUTPUT_DIR = "runs/notebooks/01_data_prep"
 # %%
 # %matplotlib inline
 import json
-import os
 from pathlib import Path
 
 from deepmac_nb import _io, splits, tutorial, viz
@@ -70,26 +68,31 @@ coco_sets = tutorial.coco_inputs(
 )
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
-num_train, num_val = (64, 16) if QUICK else (1000, 200)
 
 # %% [markdown]
 # ## 1. The synthetic shapes set
 #
-# Eight shape classes on textured, cluttered backgrounds, several per image and
-# overlapping. Each image is a pure function of `(seed, index, config)`, so the set is
-# identical on every machine and needs no download. The masks are the *visible* part of
-# each object. `ensure_shapes_dataset` generates it once (COCO JSON + PNGs + TFRecords)
-# and reuses it while the parameters stay the same.
+# Eight shape classes, several per image and overlapping, in camouflage: the objects and
+# the background are painted from the *same* two colours with different textures
+# (stripes, spots, dapples, mottle), under soft light, with faint contours on some
+# objects, unannotated blobs in object textures and thin stalks in the background
+# texture lying over everything. Colour alone cannot tell an object from its
+# surroundings; the change of texture along its outline can. Each image is a pure
+# function of `(seed, index, config)`, so the set is identical on every machine and needs
+# no download; `ShapesConfig.preset("classic")` gives the older flat-colour look. The
+# masks are the *visible* part of each object.
+#
+# This is the set the quick experiment trains on (1000 train + 200 val images, 128 px):
+# `ensure_shapes_dataset` generates it into the cache once (COCO JSON + PNGs +
+# TFRecords), and notebooks 02-05 reuse it.
 
 # %%
-paths = shapes.ensure_shapes_dataset(
-    out / "shapes",
-    num_train=num_train,
-    num_val=num_val,
-    image_size=IMAGE_SIZE,
-    workers=os.cpu_count() or 1,
-    tfrecords=True,
-)
+val_json, images_dir = tutorial.quick_eval_set()  # generates train and val on first use
+paths = shapes.ShapesPaths(
+    val_json.parent, val_json.parent / "train.json", val_json, images_dir,
+    val_json.parent / "tfrecords",
+)  # fmt: skip
+print("shapes set:", paths.root)
 shapes_summary = json.loads((paths.tfrecords_dir / "train-summary.json").read_text())
 print(coco_tfrecord.format_summary(shapes_summary))
 print("TFRecords:", sorted(p.name for p in paths.tfrecords_dir.glob("*.tfrecord")))

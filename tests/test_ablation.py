@@ -83,3 +83,50 @@ def test_ablation_sweep_and_resume(tiny_shapes, tmp_path, capsys):
     assert capsys.readouterr().out.count("skipped (done)") == len(HEADS)
     assert [p.stat().st_mtime_ns for p in metrics] == stamps
     assert json.loads((tmp_path / "results.json").read_text())["runs"] == results["runs"]
+
+
+def _load(name: str):
+    path = SCRIPT.parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sweep_results(steps: int, aps: dict[str, list[tuple[float, float]]]) -> dict:
+    runs = [
+        {"head": head, "seed": seed, "eval": {"gt": {"mask": {"seen": {"AP": s}, "unseen": {"AP": u}}}}}
+        for head, values in aps.items()
+        for seed, (s, u) in enumerate(values)
+    ]  # fmt: skip
+    return {
+        "splits": ["seen", "unseen"],
+        "steps": steps,
+        "heads": {head: {"params": 10 * (i + 1)} for i, head in enumerate(aps)},
+        "runs": runs,
+        "baselines": {"ellipse": {"seen": {"AP": 28.0}, "unseen": {"AP": 9.0}}},
+    }
+
+
+def test_sweep_table_gap_is_judged_against_the_pooled_seed_spread(tmp_path, capsys):
+    table = _load("head_sweep_table")
+    clear = _sweep_results(
+        600,
+        {"conv2": [(40, 20), (41, 21), (39, 19)], "hourglass52": [(44, 30), (45, 31), (43, 29)]},
+    )
+    noisy = _sweep_results(
+        1500,
+        {"conv2": [(40, 10), (41, 30), (39, 20)], "hourglass52": [(44, 12), (45, 32), (43, 22)]},
+    )
+    for name, results in (("clear", clear), ("noisy", noisy)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(results))
+    out = tmp_path / "table.json"
+    files = [str(tmp_path / "clear.json"), str(tmp_path / "noisy.json")]
+    assert table.main([*files, "--out", str(out)]) == 0
+    gaps = json.loads(out.read_text())["gaps"]
+    assert [g["holds"] for g in gaps] == [True, False]
+    assert gaps[0]["gap"] == 10.0 and gaps[0]["pooled_sd"] == 1.0
+    text = capsys.readouterr().out
+    assert "| 600 | `conv2` | 10 | 3 | 40.0 ± 1.0 | **20.0 ± 1.0** | 0.50 ± 0.01 |" in text
+    assert "`ellipse` (no learning)" in text and "gap > 2 sd does not hold" in text

@@ -201,8 +201,18 @@ def test_selected_notebooks_and_summary_lines(tmp_path):
     (tmp_path / "03_evaluate").mkdir()
     (tmp_path / "03_evaluate" / "metrics.json").write_text(json.dumps(metrics))
     stages = [{"notebook": "03_evaluate", "status": "ok", "seconds": 1.0, "error": None}]
-    text = demo.format_summary(demo.summarize(tmp_path, stages))
-    assert "seen 33.6 | unseen 16.0 | 17.3 images/s" in text and "ellipse" in text
+    part = tmp_path / "05_partial_supervision"
+    part.mkdir()
+    rows = [{"head": "hourglass20", "seen AP": 40.0, "unseen AP": 30.0}]
+    (part / "head_comparison.json").write_text(json.dumps(rows))
+    summary = demo.summarize(tmp_path, stages)
+    text = demo.format_summary(summary)
+    assert "seen 33.6 | unseen 16.0 | unseen/seen 0.48 | 17.3 images/s" in text
+    assert "baseline ellipse  seen 27.8 | unseen 11.1 | model unseen +4.9 vs this" in text
+    assert summary["unseen_margin"] == {"ellipse": 4.9}
+    assert summary["head_comparison"][0]["unseen/seen"] == 0.75
+    assert "hourglass20" in text and "unseen/seen 0.75" in text
+    assert summary["reference_heads"] is None and "shipped" not in text
     assert "FAILED" not in text
 
 
@@ -253,7 +263,10 @@ def test_01_data_prep_writes_tfrecords_and_split_counts(tmp_path):
     assert "instances per split" in text
     counts = json.loads((out / "splits.json").read_text())
     assert counts["shapes"]["seen"] > 0 and counts["shapes"]["unseen"] > 0
-    assert list((out / "shapes" / "tfrecords").glob("train-*.tfrecord"))
+    # 01 shows the very set the quick experiment trains on, not a set of its own.
+    assert not (out / "shapes").exists()
+    shapes_root = tutorial.quick_eval_set()[0].parent
+    assert list((shapes_root / "tfrecords").glob("train-*.tfrecord"))
     if samples.available():
         assert counts["val_dev"] == {"voc": 302, "non_voc": 141}
         assert list((out / "coco").glob("val_dev-*.tfrecord"))

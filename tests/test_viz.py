@@ -211,3 +211,53 @@ def test_round_robin_takes_classes_in_turn():
     anns = [{"category_id": c, "id": i} for i, c in enumerate([1, 1, 1, 2, 3, 3])]
     picked = viz._round_robin(anns, 4)
     assert [a["category_id"] for a in picked] == [1, 2, 3, 1]
+
+
+def test_class_counts_legend_colours_match_the_bars():
+    rows = [
+        {"name": "disc", "split": "seen", "instances": 3},
+        {"name": "star", "split": "unseen", "instances": 2},
+    ]
+    ax = viz.plot_class_counts(rows).axes[0]
+    legend = {
+        t.get_text(): h.get_facecolor()
+        for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles, strict=True)
+    }
+    bars = {r["split"]: p.get_facecolor() for r, p in zip(rows, ax.patches, strict=False)}
+    assert legend["seen"] == bars["seen"] and legend["unseen"] == bars["unseen"]
+    assert legend["seen"] != legend["unseen"]
+
+
+def test_mask_sheet_reports_iou_and_keeps_masks_visible():
+    from deepmac_nb.evaluation import mask_sheet
+
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[...] = (250, 0, 250)  # magenta object on magenta: the tint must not be magenta
+    gt = np.zeros((40, 40), bool)
+    gt[10:30, 10:30] = True
+    box = np.array([0.25, 0.25, 0.75, 0.75], np.float32)
+    methods = {"half": lambda img, b: np.stack([gt & (np.arange(40) < 20)[:, None]])}
+    fig, rows = mask_sheet.mask_sheet([(image, box, 5, gt)], methods, {5: "star"})
+    assert rows == [{"class": "star", "half": 0.5}]
+    assert len(fig.axes) == 2 and "IoU 0.50" in fig.axes[1].get_title()
+    assert "star" in fig.axes[0].get_title()
+    assert mask_sheet.pick_tint(image) != (255, 0, 255)
+    assert mask_sheet.iou(gt, np.zeros_like(gt)) == 0.0
+
+
+def test_plot_titles_never_double_parentheses():
+    from deepmac_nb.evaluation import plots
+
+    title = plots._titled("Per-class segm AP", {"model": "quick shapes model (m-300)"})
+    assert title == "Per-class segm AP: quick shapes model (m-300)"
+    assert plots._titled("x", {"method": "ellipse"}) == "x (ellipse)"
+
+
+def test_examples_by_class_gives_one_large_instance_per_class_in_order():
+    from deepmac_nb.evaluation import mask_sheet
+
+    examples = mask_sheet.examples_by_class([6, 7], min_area=300)
+    assert [cid for _, _, cid, _ in examples] == [6, 7]
+    for image, box, _, mask in examples:
+        assert image.shape[:2] == mask.shape and mask.sum() >= 300
+        assert np.allclose(box, viz.boxes_from_masks(mask[None])[0])

@@ -30,11 +30,14 @@ KINDS: tuple[str, ...] = ("stripes", "spots", "dapples", "mottle")
 
 @dataclasses.dataclass(frozen=True)
 class Texture:
-    """One pattern: ``kind`` (of ``KINDS``), ``period`` in pixels, ``angle`` in radians."""
+    """One pattern: ``kind`` (of ``KINDS``), ``period`` in pixels, ``angle`` in radians
+    and ``duty``, the share of the pattern in the second colour (a light-spotted and a
+    dark-spotted hide use the same two colours in other proportions)."""
 
     kind: str
     period: float
     angle: float
+    duty: float = 0.5
 
 
 def palette(rng: np.random.Generator) -> np.ndarray:
@@ -51,17 +54,26 @@ def palette(rng: np.random.Generator) -> np.ndarray:
 def background_texture(rng: np.random.Generator, period_px: tuple[float, float]) -> Texture:
     """A random texture for the background; ``period_px`` is the ``(min, max)`` period."""
     kind = KINDS[int(rng.integers(len(KINDS)))]
-    return Texture(kind, float(rng.uniform(*period_px)), float(rng.uniform(0.0, np.pi)))
+    period, angle = float(rng.uniform(*period_px)), float(rng.uniform(0.0, np.pi))
+    return Texture(kind, period, angle, float(rng.uniform(0.3, 0.7)))
 
 
 def object_texture(
-    rng: np.random.Generator, background: Texture, period_px: tuple[float, float]
+    rng: np.random.Generator,
+    background: Texture,
+    period_px: tuple[float, float],
+    duty_shift: tuple[float, float] = (0.15, 0.3),
 ) -> Texture:
     """A texture of another kind than ``background`` (so the outline is a change of
-    texture everywhere), at a random period and orientation."""
+    texture everywhere), at a random period and orientation, with its ``duty`` moved
+    from the background's by ``U(duty_shift)`` (up or down, kept inside 0.15-0.85)."""
     others = [k for k in KINDS if k != background.kind]
     kind = others[int(rng.integers(len(others)))]
-    return Texture(kind, float(rng.uniform(*period_px)), float(rng.uniform(0.0, np.pi)))
+    period, angle = float(rng.uniform(*period_px)), float(rng.uniform(0.0, np.pi))
+    shift = float(rng.uniform(*duty_shift))
+    up, down = background.duty + shift, background.duty - shift
+    duty = up if (rng.random() < 0.5 and up <= 0.85) or down < 0.15 else down
+    return Texture(kind, period, angle, float(np.clip(duty, 0.15, 0.85)))
 
 
 def _coords(height: int, width: int, angle: float, origin: tuple[float, float]):
@@ -79,8 +91,8 @@ def pattern(
     width: int,
     origin: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
-    """``float32 [H, W]`` in ``[0, 1]``, about half of it near 1: the two-tone mixing
-    weight of ``texture`` over a window whose top-left pixel sits at image ``origin``.
+    """``float32 [H, W]`` in ``[0, 1]``, a share ``texture.duty`` of it near 1: the two-tone
+    mixing weight of ``texture`` over a window whose top-left pixel sits at ``origin``.
 
     A smooth warp bends stripes and jitters spots, so patterns look organic and a
     straight-line detector cannot tell them apart from outlines.
@@ -94,16 +106,16 @@ def pattern(
     elif texture.kind == "spots":
         du = u / p - np.floor(u / p) - np.float32(0.5)
         dv = v / p - np.floor(v / p) - np.float32(0.5)
-        # r = 0.38 period covers ~45 % of the cell, close to the stripes' half.
-        f = np.float32(0.38) - np.sqrt(du * du + dv * dv)
-        f = f * np.float32(6.0)
+        f = -np.sqrt(du * du + dv * dv)
     elif texture.kind == "dapples":
-        f = smooth_noise(rng, height, width, max(2, int(p)))[..., 0] - np.float32(0.5)
-        f = f * np.float32(6.0)
+        f = smooth_noise(rng, height, width, max(2, int(p)))[..., 0]
     else:  # mottle: finer, less regular noise
-        f = smooth_noise(rng, height, width, max(2, int(0.5 * p)))[..., 0] - np.float32(0.5)
-        f = f * np.float32(6.0)
-    return np.clip(np.float32(0.5) + np.float32(1.5) * f, 0.0, 1.0)
+        f = smooth_noise(rng, height, width, max(2, int(0.5 * p)))[..., 0]
+    # Threshold at the (1 - duty) quantile: a share ``duty`` of the window is in the
+    # second colour, with soft (about a pixel wide) edges between the tones.
+    threshold = np.quantile(f, 1.0 - texture.duty)
+    scale = np.float32(3.0) / max(float(f.std()), 1e-6)
+    return np.clip(np.float32(0.5) + scale * (f - np.float32(threshold)), 0.0, 1.0)
 
 
 def paint(colors: np.ndarray, weight: np.ndarray) -> np.ndarray:

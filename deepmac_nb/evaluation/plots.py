@@ -62,7 +62,7 @@ def plot_per_class_ap(
     ax.set_ylabel(f"{iou} AP (%)")
     ax.set_ylim(0, 100)
     ax.set_xlim(-0.6, max(len(rows), 1) - 0.4)
-    ax.set_title(f"Per-class {iou} AP ({_source(metrics)})")
+    ax.set_title(_titled(f"Per-class {iou} AP", metrics))
     ax.legend(loc="upper right", fontsize=8)
     return _finish(fig, path)
 
@@ -84,7 +84,7 @@ def plot_ap_by_size(
     ax.set_xticks(range(len(_SIZES)), [name for _, name in _SIZES])
     ax.set_ylabel(f"{iou} AP (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(f"{iou} AP by object size ({_source(metrics)})")
+    ax.set_title(_titled(f"{iou} AP by object size", metrics))
     ax.legend(fontsize=8)
     return _finish(fig, path)
 
@@ -112,13 +112,20 @@ def plot_pr_curves(
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"{iou} precision-recall ({_source(metrics)})")
+    ax.set_title(_titled(f"{iou} precision-recall", metrics))
     ax.legend(fontsize=7, loc="lower left")
     return _finish(fig, path)
 
 
 def _source(metrics: dict[str, Any]) -> str:
     return str(metrics.get("method") or Path(str(metrics.get("model", "predictions"))).name)
+
+
+def _titled(text: str, metrics: dict[str, Any]) -> str:
+    """``text (source)``, or ``text: source`` when the source has its own parentheses
+    (``quick shapes model (deepmac_shapes_quick-300)``), so they never come doubled."""
+    source = _source(metrics)
+    return f"{text}: {source}" if "(" in source else f"{text} ({source})"
 
 
 def save_all(metrics: dict[str, Any], folder: str | os.PathLike) -> list[Path]:
