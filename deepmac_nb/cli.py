@@ -72,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # TensorFlow reads these once, at import: set them before any command imports it, so
     # no C++ log lines (CUDA probing, CPU feature notes) reach the command's output.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Level 3 also drops the CUDA probe's "failed call to cuInit" on CPU-only machines; TF errors
+    # still reach the user as Python exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     selected = _selected_command(argv)
     parser = build_parser(selected)
     args = parser.parse_args(argv)

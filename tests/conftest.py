@@ -111,3 +111,41 @@ def camera_trap_prompts(limit_boxes=40):
             boxes = np.array([d.box for d in entry.detections], np.float32).reshape(-1, 4)
             prompts.append((iwildcam.load_rgb(ds.images / entry.file), boxes[:limit_boxes]))
     return prompts
+
+
+def reframe_box_masks_numpy(box_masks, boxes, height, width):
+    """Independent numpy port of the OD API's ``ops.reframe_box_masks_to_image_masks``
+    (what the official DeepMAC Colab pastes masks with): box-frame masks ``[N, S, S]`` and
+    normalized boxes ``[N, 4]`` -> image masks ``float32 [N, height, width]``.
+
+    The OD API maps the unit square into each box's frame (``(0 - min) / max(extent,
+    1e-4)``, ``(1 - min) / ...``) and samples it with ``tf.image.crop_and_resize``
+    (bilinear, extrapolation 0); this writes that sampling out per pixel.
+    """
+    import numpy as np
+
+    box_masks = np.asarray(box_masks, np.float64)
+    out = np.zeros((len(box_masks), height, width), np.float32)
+    for n, (mask, box) in enumerate(zip(box_masks, np.asarray(boxes, np.float64), strict=True)):
+        size_y, size_x = mask.shape
+        extent = np.maximum(box[2:] - box[:2], 1e-4)
+        y1, x1 = -box[:2] / extent
+        y2, x2 = (1.0 - box[:2]) / extent
+        for i in range(height):
+            in_y = y1 * (size_y - 1) + i * (y2 - y1) * (size_y - 1) / (height - 1) if height > 1 \
+                else 0.5 * (y1 + y2) * (size_y - 1)  # fmt: skip
+            if in_y < 0 or in_y > size_y - 1:
+                continue
+            top, bottom = int(np.floor(in_y)), int(np.ceil(in_y))
+            dy = in_y - top
+            for j in range(width):
+                in_x = x1 * (size_x - 1) + j * (x2 - x1) * (size_x - 1) / (width - 1) if width > 1 \
+                    else 0.5 * (x1 + x2) * (size_x - 1)  # fmt: skip
+                if in_x < 0 or in_x > size_x - 1:
+                    continue
+                left, right = int(np.floor(in_x)), int(np.ceil(in_x))
+                dx = in_x - left
+                t = mask[top, left] + (mask[top, right] - mask[top, left]) * dx
+                b = mask[bottom, left] + (mask[bottom, right] - mask[bottom, left]) * dx
+                out[n, i, j] = t + (b - t) * dy
+    return out

@@ -4,6 +4,8 @@
 import io
 import json
 import shutil
+import subprocess
+import sys
 import tarfile
 import zipfile
 
@@ -238,3 +240,25 @@ def test_safe_archive_with_inner_link_extracts(tmp_path):
     archive = _tar(tmp_path / "good.tar", members)
     archives.safe_extract(archive, tmp_path / "dest")
     assert (tmp_path / "dest" / "m" / "ok" / "file.txt").read_bytes() == b"data"
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--model-dir", "NOPE"], "is not a model dir"),
+        (["--model-dir", "RUN", "--max-boxes", "0"], "--max-boxes must be at least 1"),
+        (["--model-dir", "RUN", "--format", "tflite", "--out", "TMP"], "is a folder"),
+    ],
+)
+def test_bad_export_invocations_answer_before_tensorflow(tmp_path, extra, match):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "params.yaml").write_text("task: {model: {}}\n")
+    names = {"NOPE": tmp_path / "nope", "RUN": tmp_path / "run", "TMP": tmp_path}
+    argv = ["export", "--out", str(tmp_path / "sm"), *[str(names.get(a, a)) for a in extra]]
+    code = (
+        "import sys; from deepmac_nb import cli; rc = cli.main(sys.argv[1:]); "
+        "print('tensorflow' in sys.modules); sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout.strip() == "False"
+    assert match in proc.stderr and proc.stderr.count("\n") == 1

@@ -4,6 +4,7 @@
 import csv
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -413,3 +414,19 @@ def test_segment_real_camera_traps_and_resume(model_dir, tmp_path, name, capsys)
     assert again["images_skipped"] == {"already done (resume)": len(entries)}
     assert len(COCO(str(out / segment_cli.RESULTS_FILE)).anns) == len(coco.anns)
     assert "already done (resume)" in capsys.readouterr().out
+
+
+def test_segment_output_carries_no_tensorflow_cpp_log_lines(model_dir, tmp_path):
+    """TF's C++ logger (``2026-01-01 10:00:00.123456: I/W/E file.cc:12] ...``: CUDA probing,
+    CPU feature notes) is silenced before TensorFlow is imported."""
+    detections = _write_set(tmp_path, {"a.jpg": [_det([0.1, 0.1, 0.5, 0.5])]})
+    del detections
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    argv = ["segment", "--model", str(model_dir), "--detections", str(tmp_path / "md.json"),
+            "--images", str(tmp_path / "img"), "--out", str(tmp_path / "out")]  # fmt: skip
+    code = "import sys; from deepmac_nb import cli; sys.exit(cli.main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    tf_lines = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] .*$", proc.stderr, re.M)
+    assert not tf_lines and "1 images written" in proc.stdout

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deepmac_nb.errors import UserError
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model-dir", required=True, help="params.yaml + ckpt-* of a run")
@@ -25,10 +27,20 @@ def add_arguments(parser) -> None:
     )
 
 
+def check_args(args) -> None:
+    """Refuses a bad invocation with one ``UserError`` line, before TensorFlow is imported."""
+    if not (Path(args.model_dir) / "params.yaml").is_file():
+        raise UserError(f"{args.model_dir} is not a model dir: no params.yaml in it.")
+    if args.max_boxes < 1:
+        raise UserError(f"--max-boxes must be at least 1, got {args.max_boxes}")
+    if args.format == "tflite" and Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a folder; a TFLite model is one file (.tflite)")
+
+
 def run(args) -> int:
+    check_args(args)
     from deepmac_nb.deepmarc import predictor as marc
 
-    # read_params raises ValueError (exit 2, one line) when the folder is no model dir.
     if marc.is_deepmarc_params(marc.read_params(args.model_dir)):
         name, save_model, save_tflite = "Deep-MARC ", *_deepmarc_exporters(args.model_dir)
     else:
