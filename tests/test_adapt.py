@@ -143,17 +143,34 @@ def test_adapt_params_train_only_the_weak_mask_losses(tmp_path, model_dir):
 
 
 @pytest.mark.large
-def test_adapt_end_to_end_on_the_camera_trap_sample(tmp_path, model_dir):
-    """Tiny model, 2 steps: the mask head moves, the frozen backbone does not, and
-    ``segment`` runs on the adapted model dir."""
+def test_adapt_end_to_end_on_the_camera_trap_sample(tmp_path, model_dir, monkeypatch):
+    """Tiny model, 2 steps, interrupted once before training: the rerun resumes with the
+    same records, the mask head moves, the frozen backbone does not, and ``segment``
+    runs on the adapted model dir."""
     from deepmac_nb.data import samples
     from deepmac_nb.inference import export
+    from deepmac_nb.train import adapt, runner
 
     try:
         ds = samples.camera_traps("mdv5")
     except samples.SampleDataMissing as exc:
         pytest.skip(f"camera-trap sample data absent: {exc}")
     out = tmp_path / "M2"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "train", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            _adapt(model_dir, ds.detections, ds.images, out, "--steps", "2")
+    assert not out.exists()
+    assert (tmp_path / "M2.partial" / "adapt_records" / "summary.json").is_file()
+
+    def rewritten(*args, **kwargs):
+        raise AssertionError("the rerun must reuse the records")
+
+    monkeypatch.setattr(adapt, "write_records", rewritten)
     assert _adapt(model_dir, ds.detections, ds.images, out, "--steps", "2") == 0
     assert not (tmp_path / "M2.partial").exists()
     summary = json.loads((out / "adapt_summary.json").read_text())

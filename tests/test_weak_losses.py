@@ -3,6 +3,7 @@ ROI jitter, and the mask branch that applies them to every instance with a box."
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -176,7 +177,9 @@ def test_roi_jitter_modes(mode):
         np.testing.assert_allclose(grow[:, 0] / 0.3, grow[:, 1] / 0.6, atol=1e-5)
 
 
+@functools.cache
 def _mask_branch_fixture():
+    """Built once: a tiny model, near-uniform images and one seen + one unseen instance."""
     tf.random.set_seed(1)
     model = deepmac_model.build_deepmac_model(tiny_model_config("resnet4", 64))
     images = 0.01 * tf.random.normal([1, 64, 64, 3])  # near-uniform colour
