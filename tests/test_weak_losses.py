@@ -312,3 +312,36 @@ def test_train_step_with_every_weak_loss(tiny_shapes):
     values = {m.name: float(m.result()) for m in metrics}
     for name in weak.TERMS:
         assert np.isfinite(values[name]) and values[name] > 0, name
+
+
+def test_jittered_targets_and_the_crop_frame_box_agree():
+    """The parser crops the target at the jittered box; the weak losses' box in that
+    crop's frame must cover the same samples as the filled-box target."""
+    tf.random.set_seed(3)
+    mask = np.zeros((1, 100, 100), np.uint8)
+    mask[0, 20:60, 30:90] = 1  # a mask that fills its box
+    decoded = {
+        "image": tf.zeros([100, 100, 3], tf.uint8),
+        "groundtruth_boxes": tf.constant([[0.2, 0.3, 0.6, 0.9]]),
+        "groundtruth_classes": tf.constant([1]),
+        "groundtruth_is_crowd": tf.constant([False]),
+        "groundtruth_instance_masks": tf.constant(mask, tf.float32),
+        "source_id": tf.constant("a"),
+    }
+    settings = pipeline.ParserSettings(
+        input_size=(64, 64), num_classes=8, max_num_instances=4, mask_size=16,
+        aug_rand_hflip=False, aug_color=False, aug_scale_min=1.0, aug_scale_max=1.0,
+        max_roi_jitter_ratio=0.3, roi_jitter_mode="expand",
+    )  # fmt: skip
+    parser = pipeline.DeepMACParser(settings)
+    _, train = parser.parse(decoded, is_training=True)
+    _, val = parser.parse(decoded, is_training=False)
+    np.testing.assert_array_equal(val["crop_boxes"].numpy(), val["boxes"].numpy())
+    box, crop = train["boxes"][:1], train["crop_boxes"][:1]
+    assert np.all(crop[:, :2] <= box[:, :2] + 1e-6) and np.all(crop[:, 2:] >= box[:, 2:] - 1e-6)
+    assert float(tf.reduce_sum(tf.abs(crop - box))) > 0.05
+    filled = weak.fill_boxes(weak.boxes_in_crop_frame(box, crop), 16).numpy()[0]
+    target = train["mask_targets"][0].numpy()
+    # Bilinear targets are soft at the box edge: compare away from it.
+    assert np.all(target[filled > 0] > 0.2) and np.all(target[filled == 0] < 0.8)
+    assert 0 < filled.sum() < 256
