@@ -187,3 +187,24 @@ def test_adapt_end_to_end_on_the_camera_trap_sample(tmp_path, model_dir, monkeyp
     argv = ["segment", "--model", str(out), "--detections", str(ds.detections)]
     assert main([*argv, "--images", str(ds.images), "--out", str(tmp_path / "seg")]) == 0
     assert (tmp_path / "seg" / "masks_coco_rle.json").is_file()
+
+
+def test_large_photos_are_stored_downscaled(tmp_path):
+    import tensorflow as tf
+    from official.vision.dataloaders import tf_example_decoder
+
+    from deepmac_nb.train import adapt
+
+    md, images = _photo_set(tmp_path)  # 64 x 48
+    entries = adapt.confident_entries(md, images, adapt.AdaptOptions(min_conf=SAMPLE_CONF))
+    adapt.write_records(entries, images, tmp_path / "rec", max_side=32)
+    raw = next(
+        iter(tf.data.TFRecordDataset(str(tmp_path / "rec" / "adapt-00000-of-00001.tfrecord")))
+    )
+    decoded = tf_example_decoder.TfExampleDecoder(include_mask=True).decode(raw)
+    assert decoded["image"].shape == (24, 32, 3)
+    assert decoded["groundtruth_instance_masks"].shape == (1, 24, 32)
+    np.testing.assert_allclose(decoded["groundtruth_boxes"], [[0.2, 0.3, 0.65, 0.8]], atol=1e-6)
+    # The bright square (rows 10-30, cols 20-50 of 48 x 64) is still where it was.
+    image = decoded["image"].numpy()
+    assert image[10, 17].mean() > 150 and image[2, 2].mean() < 80

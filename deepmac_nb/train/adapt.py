@@ -1,8 +1,9 @@
 """Adapt a Deep-MAC model to new photos with boxes only (MegaDetector output, no masks).
 
 1. Confident detections (``conf >= min_conf``) become boxes-only training records in
-   Model Garden's tf.Example layout (``data.coco_tfrecord``): the original image bytes,
-   normalized boxes, class 1 for every box, and an all-zero mask per box, because
+   Model Garden's tf.Example layout (``data.coco_tfrecord``): the image (re-encoded at
+   2 x the model input side when larger: camera-trap photos are far bigger than
+   training ever samples), normalized boxes, class 1 for every box, and an all-zero mask per box, because
    ``TfExampleDecoder(include_mask=True)`` needs one. No class carries mask loss
    (``allowed_mask_classes="0"``, supervised mask weight 0), so those zero masks are
    never a target.
@@ -21,6 +22,7 @@ Images without a confident detection are skipped, not used as negatives.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -29,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
+from PIL import Image
 
 from deepmac_nb import _io
 from deepmac_nb.data import coco_tfrecord
@@ -102,9 +105,27 @@ def confident_entries(detections_path: Path, images_dir: Path, options: AdaptOpt
     return out
 
 
-def _image_result(path: Path, key: str, detections: list) -> coco_tfrecord.ImageResult:
+def _shrunk(encoded: bytes, width: int, height: int, max_side: int) -> tuple[bytes, int, int]:
+    """Re-encodes an image larger than ``max_side`` as a JPEG with that longest side, so
+    each training step decodes (and the records store) no more pixels than it uses."""
+    scale = max_side / max(width, height)
+    if scale >= 1.0:
+        return encoded, width, height
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    with Image.open(io.BytesIO(encoded)) as img:
+        small = img.convert("RGB").resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=95)
+    return buf.getvalue(), size[0], size[1]
+
+
+def _image_result(
+    path: Path, key: str, detections: list, max_side: int | None = None
+) -> coco_tfrecord.ImageResult:
     """One boxes-only record; raises ``coco_tfrecord._Drop`` for an unreadable image."""
     encoded, fmt, width, height = coco_tfrecord._read_image(str(path))
+    if max_side and max(width, height) > max_side:
+        (encoded, width, height), fmt = _shrunk(encoded, width, height, max_side), "jpeg"
     result = coco_tfrecord.ImageResult(key, key, encoded=encoded, image_format=fmt)
     result.width, result.height = width, height
     ok, empty = cv2.imencode(".png", np.zeros((height, width), np.uint8))
@@ -118,10 +139,14 @@ def _image_result(path: Path, key: str, detections: list) -> coco_tfrecord.Image
     return result
 
 
-def write_records(entries: list, images_dir: Path, records_dir: Path) -> dict:
+def write_records(
+    entries: list, images_dir: Path, records_dir: Path, max_side: int | None = None
+) -> dict:
     """Writes ``records_dir/adapt-00000-of-00001.tfrecord`` atomically; returns counts.
 
-    Unreadable images are skipped and counted; ``UserError`` when none is readable.
+    Images whose longest side exceeds ``max_side`` are stored downscaled to it (boxes are
+    normalized, so they do not change). Unreadable images are skipped and counted;
+    ``UserError`` when none is readable.
     """
     import tensorflow as tf
 
@@ -130,7 +155,7 @@ def write_records(entries: list, images_dir: Path, records_dir: Path) -> dict:
     for entry, kept in entries:
         path = Path(entry.file) if Path(entry.file).is_absolute() else images_dir / entry.file
         try:
-            result = _image_result(path, entry.key, kept)
+            result = _image_result(path, entry.key, kept, max_side)
         except coco_tfrecord._Drop as why:
             skipped.setdefault(str(why), []).append(entry.file)
             continue
@@ -194,7 +219,10 @@ def adapt(model_dir, detections, images_dir, out, options: AdaptOptions) -> dict
     if (records_dir / "summary.json").is_file():  # a rerun: resume with the same records
         counts = json.loads((records_dir / "summary.json").read_text())
     else:
-        counts = write_records(entries, images_dir, records_dir)
+        # The smallest training window (aug_scale_min 0.6 of the image) maps 1.7 x the
+        # input side of image pixels onto the input; more are never seen.
+        max_side = 2 * max(model_params["task"]["model"].get("input_size", [512])[:2])
+        counts = write_records(entries, images_dir, records_dir, max_side)
     params = adapt_params(model_params, model_dir, str(records_dir / "adapt-*.tfrecord"), options)
     runner.train(params, work, mode="train")
     summary = {
