@@ -430,3 +430,17 @@ def test_segment_output_carries_no_tensorflow_cpp_log_lines(model_dir, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     tf_lines = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] .*$", proc.stderr, re.M)
     assert not tf_lines and "1 images written" in proc.stdout
+
+
+def test_flip_tta_reaches_a_real_predictor(model_dir, tmp_path, monkeypatch):
+    from deepmac_nb import loading
+
+    real, made = loading.load, []
+    monkeypatch.setattr(loading, "load", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    _write_set(tmp_path, {"a.jpg": [_det([0.1, 0.1, 0.5, 0.5])]})
+    argv = ["segment", "--model", str(model_dir), "--detections", str(tmp_path / "md.json"),
+            "--images", str(tmp_path / "img"), "--out", str(tmp_path / "out")]  # fmt: skip
+    assert cli.main([*argv, "--flip-tta"]) == 0
+    assert isinstance(made[0], Predictor) and made[0].flip_tta is True
+    assert cli.main([*argv, "--out", str(tmp_path / "out2")]) == 0
+    assert made[1].flip_tta is False
