@@ -9,9 +9,9 @@ detections, plus the mask head's parameters, FLOPs per instance (counted as in
 ``inference_speed.py``) and ms per instance (64 instances per call). Classical
 box-prompted baselines (box, ellipse, GrabCut) go into the same results.
 
-Seeds: ``tf_keras.utils.set_random_seed(seed)`` before the model is built (weights, augment
-ops) and ``task.train_data.seed`` (shuffling); not bit-exact (threaded tf.data and oneDNN
-reductions), so the spread over seeds is reported. ``--steps`` also shortens the cosine
+Seeds: ``task.seed`` (what ``deepmac-nb train --seed`` sets): ``runner.train`` seeds the
+weights, the data order and each example's augmentation with it (bit for bit only with
+``task.deterministic``); the spread over seeds is reported. ``--steps`` also shortens the cosine
 decay to the same length, so short runs end at a learning rate of 0.
 
 Resumable: a run whose ``ablation_metrics.json`` exists is skipped, one with checkpoints
@@ -106,21 +106,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_params(args: argparse.Namespace, head: str, seed: int):
     """The experiment's config with ``head``, ``seed`` and the shared overrides applied."""
-    from deepmac_nb.train import data_sources, train_cli
+    from deepmac_nb.train import data_sources
+    from deepmac_nb.train import params as train_params
 
     spec = DATASETS[args.dataset]
-    cli = argparse.Namespace(
-        experiment=spec.experiment,
-        config_file=args.config_file,
-        params_override=args.params_override,
+    params = train_params.build_params(
+        spec.experiment,
+        overrides=[*args.config_file, args.params_override],
         mask_head=head,
         steps=args.steps,
+        seed=seed,
     )
-    params = train_cli.build_params(cli)
     lr = params.trainer.optimizer_config.learning_rate
     if lr.type == "cosine":
         lr.cosine.decay_steps = params.trainer.train_steps
-    params.task.train_data.seed = seed
     params.validate()
     return data_sources.prepare_experiment_data(params)
 
@@ -134,15 +133,15 @@ def train_run(params, run_dir: Path, seed: int) -> dict:
     import tensorflow as tf
     import tf_keras
 
-    from deepmac_nb.train import runner, train_cli
+    from deepmac_nb.train import params as train_params
+    from deepmac_nb.train import runner
 
     spec_name = params.task.model.mask.network_type
-    train_cli.check_model_dir(run_dir, f"ablation:{spec_name}")
-    train_cli.mark_model_dir(run_dir, f"ablation:{spec_name}")
+    train_params.claim_model_dir(run_dir, f"ablation:{spec_name}")
     latest = tf.train.latest_checkpoint(str(run_dir))
     resumed_from = int(latest.rsplit("-", 1)[1]) if latest else 0
+    # runner.train seeds Python, NumPy and TensorFlow with task.seed (= seed).
     tf_keras.backend.clear_session()
-    tf_keras.utils.set_random_seed(seed)
     start = time.perf_counter()
     runner.train(params, run_dir, mode="train")
     return {"train_seconds": round(time.perf_counter() - start, 1), "resumed_from": resumed_from}

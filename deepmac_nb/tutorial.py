@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import socket
@@ -30,7 +29,7 @@ from deepmac_nb.errors import UserError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUICK_EXPERIMENT = "deepmac_shapes_quick"
 # ~2 min on 2 CPU cores. Box-prompted seen / unseen mask AP on 40 shapes val images was
-# 27-45 / 13-25 over three trainings: CPU training is not bit-reproducible.
+# 27-45 / 13-25 over three unseeded trainings: the seed (task.seed) matters that much.
 QUICK_STEPS = 300
 # Real-photo model of issue #8's recipe; trained by the command in coco_model_dir's doc.
 COCO_EXPERIMENT = "deepmac_coco_mini_voc"
@@ -116,12 +115,9 @@ def trained_step(model_dir: str | os.PathLike) -> int:
 def quick_params(steps: int | None = QUICK_STEPS, head: str | None = None):
     """The ``deepmac_shapes_quick`` config with ``steps`` (None: its own) and mask ``head``
     (None: its own), built and validated as ``deepmac-nb train`` does."""
-    from deepmac_nb.train import train_cli
+    from deepmac_nb.train import params as train_params
 
-    args = argparse.Namespace(
-        experiment=QUICK_EXPERIMENT, config_file=[], params_override="", mask_head=head, steps=steps
-    )
-    return train_cli.build_params(args)
+    return train_params.build_params(QUICK_EXPERIMENT, mask_head=head, steps=steps)
 
 
 def ensure_quick_model(
@@ -137,10 +133,10 @@ def ensure_quick_model(
     params = quick_params(steps, head)
     if trained_step(model_dir) >= params.trainer.train_steps:
         return model_dir
-    from deepmac_nb.train import runner, train_cli
+    from deepmac_nb.train import params as train_params
+    from deepmac_nb.train import runner
 
-    train_cli.check_model_dir(model_dir, QUICK_EXPERIMENT)
-    train_cli.mark_model_dir(model_dir, QUICK_EXPERIMENT)
+    train_params.claim_model_dir(model_dir, QUICK_EXPERIMENT)
     print(f"Training {model_dir.name} ({params.trainer.train_steps} steps) ...", flush=True)
     (train_fn or runner.train)(params, model_dir)
     return model_dir

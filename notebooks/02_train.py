@@ -48,6 +48,7 @@ QUICK = True  # True: few steps (~2 min on a CPU); False: the experiment's own l
 EXPERIMENT = "deepmac_shapes_quick"  # any name of the table below
 STEPS = None  # None: QUICK -> tutorial.QUICK_STEPS, else the experiment's train_steps
 MASK_HEAD = None  # e.g. "hourglass52", "resnet4", "conv2"; None: the experiment's
+SEED = None  # None: the experiment's task.seed (0); weights, data order, augmentation
 PARAMS_OVERRIDE = ""  # e.g. "task.train_data.input_path=coco/train*" for paper configs
 STRATEGY = "auto"  # auto | tpu | mirrored | one_device | cpu
 # None: the quick experiment trains the model all notebooks share (in the cache);
@@ -58,7 +59,6 @@ OUTPUT_DIR = "runs/notebooks/02_train"
 
 # %%
 # %matplotlib inline
-import argparse
 import time
 from pathlib import Path
 
@@ -67,12 +67,18 @@ from deepmac_nb import tutorial, viz
 tutorial.quiet_tensorflow()
 import tensorflow as tf
 
-from deepmac_nb.train import experiments, runner, train_cli
+from deepmac_nb.train import experiments, runner
+from deepmac_nb.train import params as train_params
 
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
 steps = STEPS or (tutorial.QUICK_STEPS if QUICK else None)
-shared = EXPERIMENT == tutorial.QUICK_EXPERIMENT and MODEL_DIR is None and not PARAMS_OVERRIDE
+shared = (
+    EXPERIMENT == tutorial.QUICK_EXPERIMENT
+    and MODEL_DIR is None
+    and not PARAMS_OVERRIDE
+    and SEED is None
+)
 model_dir = (
     tutorial.quick_model_dir(steps, MASK_HEAD) if shared else Path(MODEL_DIR or out / "model")
 )
@@ -95,14 +101,9 @@ viz.table(
 )
 
 # %%
-args = argparse.Namespace(
-    experiment=EXPERIMENT,
-    config_file=[],
-    params_override=PARAMS_OVERRIDE,
-    mask_head=MASK_HEAD,
-    steps=steps,
+params = train_params.build_params(
+    EXPERIMENT, overrides=[PARAMS_OVERRIDE], mask_head=MASK_HEAD, steps=steps, seed=SEED
 )
-params = train_cli.build_params(args)
 task, trainer = params.task, params.trainer
 viz.table(
     [
@@ -111,6 +112,7 @@ viz.table(
         {"setting": "masks for classes", "value": task.allowed_mask_classes},
         {"setting": "batch size", "value": task.train_data.global_batch_size},
         {"setting": "train steps", "value": trainer.train_steps},
+        {"setting": "seed", "value": task.seed},
         {"setting": "checkpoint every", "value": trainer.checkpoint_interval},
         {"setting": "model dir", "value": str(model_dir)},
     ]
@@ -118,7 +120,10 @@ viz.table(
 
 # %% [markdown]
 # `masks for classes` is the partial supervision: only instances of these classes get a
-# mask loss; every instance gets the detection losses.
+# mask loss; every instance gets the detection losses. `seed` seeds the weights, the data
+# order and each image's augmentation (`params.yaml` in the model dir records it). Two
+# runs with one seed on one machine follow the same loss curve closely; with
+# `PARAMS_OVERRIDE = "task.deterministic=true"` bit for bit.
 #
 # ## 2. Hardware and strategy
 #
@@ -156,8 +161,7 @@ if LAUNCH_TENSORBOARD:
 # latest checkpoint stays usable and training again resumes from it.
 
 # %%
-train_cli.check_model_dir(model_dir, EXPERIMENT)
-train_cli.mark_model_dir(model_dir, EXPERIMENT)
+train_params.claim_model_dir(model_dir, EXPERIMENT)
 start = time.perf_counter()
 viz.LiveLossCurve(model_dir, interval=15).run(runner.train, params, model_dir, strategy=STRATEGY)
 print(f"at step {tutorial.trained_step(model_dir)} after {time.perf_counter() - start:.0f} s")

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny synthetic TFRecord set and tiny experiment configs."""
+"""Shared fixtures: an empty package cache per session, a tiny synthetic TFRecord set and
+the smoke experiments pointed at it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,31 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
+
+from deepmac_nb.train import smoke
+
+# The Deep-MARC smoke model block, for tests that build a model without the experiment.
+DEEPMARC_TINY_MODEL = smoke.DEEPMARC["task"]["model"]
+# Set this to reuse a cache folder across sessions (e.g. the network tests' downloads).
+TEST_CACHE_ENV = "DEEPMAC_NB_TEST_CACHE"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def package_cache(tmp_path_factory):
+    """``$DEEPMAC_NB_CACHE`` for the whole session: an empty temporary folder (or
+    ``$DEEPMAC_NB_TEST_CACHE``), never the user's cache, so tests that train the shared
+    models really train them and nothing stale is loaded. Session scope: tests that share
+    a cached model or data set within the session still do; subprocesses inherit it."""
+    from deepmac_nb import download
+
+    path = os.environ.get(TEST_CACHE_ENV) or str(tmp_path_factory.mktemp("package_cache"))
+    before = os.environ.get(download.CACHE_ENV)
+    os.environ[download.CACHE_ENV] = path
+    yield path
+    if before is None:
+        os.environ.pop(download.CACHE_ENV, None)
+    else:
+        os.environ[download.CACHE_ENV] = before
 
 
 @pytest.fixture(scope="session")
@@ -25,33 +51,21 @@ def tiny_shapes(tmp_path_factory):
     return root
 
 
-def tiny_params(data_root, steps=20, head="resnet4", **trainer):
-    """``deepmac_shapes_quick`` shrunk to seconds: 64 px, HG-10 at width 8, S = 16."""
+def tiny_params(data_root, steps=20, head="resnet4", experiment="deepmac_smoke", **trainer):
+    """A smoke experiment (``deepmac_smoke`` / ``deepmarc_smoke``) reading the TFRecords of
+    ``data_root`` (the ``tiny_shapes`` fixture); ``head``: Deep-MAC's mask head."""
     from deepmac_nb.train import experiments
 
-    params = experiments.get_experiment("deepmac_shapes_quick")
-    params.override(
-        {
-            "task": {
-                "dataset": "",
-                "model": {
-                    "input_size": [64, 64, 3],
-                    "max_num_instances": 8,
-                    "backbone": {"hourglass": {"input_channel_dims": 8}},
-                    "mask": {"network_type": head, "num_init_channels": 8, "mask_size": 16,
-                             "pixel_embedding_dim": 8, "instance_embedding_dim": 8},
-                },
-                "train_data": {"input_path": str(data_root / "tfrecords" / "train-*.tfrecord"),
-                               "global_batch_size": 4, "shuffle_buffer_size": 32},
-                "validation_data": {"input_path": str(data_root / "tfrecords" / "val-*.tfrecord"),
-                                    "global_batch_size": 4},
-            },
-            "trainer": {"train_steps": steps, "steps_per_loop": 5, "summary_interval": 5,
-                        "checkpoint_interval": 10, "validation_interval": 10,
-                        "validation_steps": 2, **trainer},
-        },
-        is_strict=True,
-    )  # fmt: skip
+    params = experiments.get_experiment(experiment)
+    records = data_root / "tfrecords"
+    task = {
+        "dataset": "",
+        "train_data": {"input_path": str(records / "train-*.tfrecord")},
+        "validation_data": {"input_path": str(records / "val-*.tfrecord")},
+    }
+    if experiment.startswith("deepmac_"):
+        task["model"] = {"mask": {"network_type": head}}
+    params.override({"task": task, "trainer": {"train_steps": steps, **trainer}}, is_strict=True)
     return params
 
 

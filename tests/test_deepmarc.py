@@ -3,44 +3,21 @@ CPU training through the CLI, box-prompted masks behind Deep-MAC's interface."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import camera_trap_prompts, run_signature_in_subprocess
+from conftest import camera_trap_prompts, run_signature_in_subprocess, tiny_params
 from official.core import task_factory
 
 from deepmac_nb import loading, splits
 from deepmac_nb.cli import main
 from deepmac_nb.deepmarc import experiments as marc
 from deepmac_nb.deepmarc import predictor as marc_predictor
-from deepmac_nb.train import experiments, train_cli
+from deepmac_nb.train import experiments
+from deepmac_nb.train import params as train_params
 
-# deepmarc_shapes_quick shrunk to seconds: 64 px, ResNet-18 at 1/4 width, 8x8 RoI crops.
-TINY = {
-    "task": {
-        "dataset": "",
-        "model": {
-            "input_size": [64, 64, 3],
-            "backbone": {"resnet": {"depth_multiplier": 0.25}},
-            "decoder": {"fpn": {"num_filters": 16}},
-            "rpn_head": {"num_filters": 16},
-            "detection_head": {"fc_dims": 32},
-            "roi_generator": {"num_proposals": 32, "pre_nms_top_k": 128},
-            "roi_sampler": {"num_sampled_rois": 16},
-            "mask_head": {"num_filters": 8},
-            "mask_roi_aligner": {"crop_size": 8},
-        },
-        "train_data": {
-            "global_batch_size": 2,
-            "shuffle_buffer_size": 8,
-            "parser": {"mask_crop_size": 16, "max_num_instances": 8, "rpn_batch_size_per_im": 8},
-        },
-    },
-    "trainer": {"steps_per_loop": 1, "summary_interval": 1, "checkpoint_interval": 2},
-}
 MASK_SIZE = 16  # crop 8 x upsample 2
 BOXES = np.array([[0.1, 0.2, 0.6, 0.7], [0.4, 0.0, 1.0, 0.5], [0.3, 0.3, 0.3, 0.3]], np.float32)
 TFLITE_TOLERANCE = 1e-3  # max abs difference of mask probabilities vs the SavedModel
@@ -51,32 +28,17 @@ def _train_glob(data_root) -> str:
 
 
 def tiny_marc_params(data_root):
-    params = experiments.get_experiment("deepmarc_shapes_quick")
-    params.override(TINY, is_strict=True)
-    params.task.train_data.input_path = _train_glob(data_root)
-    return params
-
-
-def _override_string(tree: dict, prefix: str = "") -> list[str]:
-    """``TINY`` as ``--params-override`` items (lists without spaces)."""
-    items = []
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            items += _override_string(value, f"{prefix}{key}.")
-        else:
-            text = "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else value
-            items.append(f"{prefix}{key}={text}")
-    return items
+    return tiny_params(data_root, steps=2, experiment="deepmarc_smoke")
 
 
 @pytest.fixture(scope="module")
 def trained_dir(tiny_shapes, tmp_path_factory):
-    """Two CPU training steps of the tiny config through ``deepmac-nb train``."""
+    """Two CPU training steps of ``deepmarc_smoke`` through ``deepmac-nb train``."""
     model_dir = tmp_path_factory.mktemp("marc_run")
-    overrides = [*_override_string(TINY), f"task.train_data.input_path={_train_glob(tiny_shapes)}"]
-    args = ["train", "--experiment", "deepmarc_shapes_quick", "--model-dir", str(model_dir),
+    override = f"task.dataset=,task.train_data.input_path={_train_glob(tiny_shapes)}"
+    args = ["train", "--experiment", "deepmarc_smoke", "--model-dir", str(model_dir),
             "--strategy", "cpu", "--steps", "2", "--mask-head", "hourglass20",
-            "--params-override", ",".join(overrides)]  # fmt: skip
+            "--params-override", override]  # fmt: skip
     assert main(args) == 0
     return model_dir
 
@@ -139,7 +101,8 @@ def test_cpu_configs_read_deepmacs_data():
 def test_dataset_auto_prep_fills_the_paths(monkeypatch):
     from deepmac_nb.train import data_sources
 
-    monkeypatch.setattr(data_sources, "_shapes", lambda: ("tr*", "va*", "val.json", "images"))
+    fake = {"shapes": ("tr*", "va*", "val.json", "images")}
+    monkeypatch.setattr(data_sources, "_shapes", fake.__getitem__)
     params = data_sources.prepare_experiment_data(
         experiments.get_experiment("deepmarc_shapes_quick")
     )
@@ -155,9 +118,8 @@ def test_set_mask_head():
         marc.set_mask_head(params, "hg9")
     with pytest.raises(ValueError, match="crop_size"):
         marc.set_mask_head(params, "hourglass52")  # halves 5 times: 16 px is too small
-    args = argparse.Namespace(experiment="deepmarc_r50_hg52_voc", config_file=[],
-                              params_override="", mask_head="hourglass100", steps=None)  # fmt: skip
-    assert train_cli.build_params(args).task.model.mask_head.convnet_variant == "hourglass100"
+    params = train_params.build_params("deepmarc_r50_hg52_voc", mask_head="hourglass100")
+    assert params.task.model.mask_head.convnet_variant == "hourglass100"
 
 
 def test_unknown_experiment_lists_deepmarc(capsys):

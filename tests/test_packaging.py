@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 try:  # Python 3.11+
@@ -63,10 +64,42 @@ def test_cli_version_and_help():
         assert name in out.stdout
 
 
-def test_every_cli_command_module_builds_its_parser():
-    for name in cli.COMMANDS:
-        parser = cli.build_parser(selected=name)
-        assert parser.prog == "deepmac-nb"
+# Arguments each command's --help must list (a new command declares its own here).
+OWN_ARGUMENTS = {
+    "train": ("--experiment", "--model-dir", "--mask-head", "--steps", "--seed", "--deterministic"),
+    "prepare": ("coco", "shapes"),
+    "evaluate": ("--annotations", "--method", "--boxes", "--flip-tta", "--max-images"),
+    "export": ("--model-dir", "--format", "--max-boxes"),
+    "segment": ("--detections", "--min-conf", "--categories", "--overlays"),
+    "adapt": ("--detections", "--train-backbone", "--batch-size"),
+    "demo": ("--only", "--timeout"),
+}
+
+
+def test_every_command_declares_its_arguments():
+    assert set(OWN_ARGUMENTS) == set(cli.COMMANDS)
+
+
+@pytest.mark.parametrize("name", sorted(OWN_ARGUMENTS))
+def test_command_help_lists_its_own_arguments(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: deepmac-nb {name} ")
+    for argument in OWN_ARGUMENTS[name]:
+        assert argument in out, f"{name} --help lacks {argument}"
+
+
+@pytest.mark.parametrize("name", sorted(OWN_ARGUMENTS))
+def test_bad_invocation_exits_2_with_one_error_line(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name, "--no-such-option"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if ": error: " in line]
+    assert len(errors) == 1 and errors[0].startswith("deepmac-nb"), err
+    assert err[-1] == errors[0] and err[0].startswith("usage: deepmac-nb")
 
 
 def test_top_level_layout():

@@ -84,7 +84,7 @@ def test_augmentation_keeps_masks_and_boxes_consistent(seed, monkeypatch):
     flipped = seed % 2 == 1
     monkeypatch.setattr(pipeline, "random_square_window", lambda *a: window)
 
-    def fixed_flip(self, image, boxes):
+    def fixed_flip(self, image, boxes, seed):
         image = tf.image.flip_left_right(image) if flipped else image
         boxes = pipeline.flip_boxes(boxes) if flipped else boxes
         return image, boxes, tf.constant(flipped)

@@ -18,8 +18,10 @@ import tensorflow as tf
 from conftest import tiny_params
 from official.core import task_factory
 
-from deepmac_nb.cli import CliError, main
+from deepmac_nb.cli import main
+from deepmac_nb.errors import UserError
 from deepmac_nb.train import experiments, losses, runner
+from deepmac_nb.train import params as train_params
 
 
 def _loss_history(model_dir: Path, tag: str = "total_loss") -> list[float]:
@@ -119,7 +121,7 @@ def test_twenty_steps_loss_decreases_and_checkpoints(tiny_shapes, tmp_path):
 def test_nonfinite_loss_stops_with_step_and_keeps_checkpoint(tiny_shapes, tmp_path):
     params = tiny_params(tiny_shapes, steps=20)
     params.task.losses.mask_weight = float("nan")
-    with pytest.raises(CliError, match=r"step \d+"):
+    with pytest.raises(UserError, match=r"step \d+"):
         runner.train(params, tmp_path, strategy="cpu")
 
 
@@ -146,12 +148,9 @@ def test_paper_configs_build_at_tiny_input():
 def _train_cmd(tiny_shapes, model_dir, steps):
     override = (
         f"task.dataset=,task.train_data.input_path={tiny_shapes}/tfrecords/train-*.tfrecord,"
-        "task.model.input_size=[64,64,3],task.model.backbone.hourglass.input_channel_dims=8,"
-        "task.model.mask.network_type=resnet4,task.model.mask.num_init_channels=8,"
-        "task.model.mask.mask_size=16,task.train_data.global_batch_size=4,"
         "trainer.steps_per_loop=2,trainer.checkpoint_interval=2,trainer.summary_interval=2"
     )
-    return [sys.executable, "-m", "deepmac_nb.cli", "train", "--experiment", "deepmac_shapes_quick",
+    return [sys.executable, "-m", "deepmac_nb.cli", "train", "--experiment", "deepmac_smoke",
             "--model-dir", str(model_dir), "--strategy", "cpu", "--steps", str(steps),
             "--params-override", override]  # fmt: skip
 
@@ -172,6 +171,22 @@ def test_resume_after_sigkill(tiny_shapes, tmp_path):
     proc.wait()
     killed_at = _latest_step(tmp_path)
     assert 4 <= killed_at < 2000
+    # The checkpoint left by the kill restores completely: every model weight takes the
+    # checkpoint's value (none stays at its initialization).
+    latest = tf.train.latest_checkpoint(str(tmp_path))
+    reader = tf.train.load_checkpoint(latest)
+    saved = {
+        reader.get_tensor(key).tobytes()
+        for key in reader.get_variable_to_shape_map()
+        if key.startswith("model/") and "OPTIMIZER_SLOT" not in key
+    }
+    override = _train_cmd(tiny_shapes, tmp_path, 1)[-1]
+    task = task_factory.get_task(train_params.build_params("deepmac_smoke", [override]).task)
+    model, fresh = task.build_model(), task.build_model()
+    status = tf.train.Checkpoint(model=model).read(latest)
+    status.expect_partial().assert_existing_objects_matched()
+    assert model.weights and all(w.numpy().tobytes() in saved for w in model.weights)
+    assert not all(w.numpy().tobytes() in saved for w in fresh.weights)
     done = subprocess.run(
         _train_cmd(tiny_shapes, tmp_path, killed_at + 4),
         capture_output=True,
@@ -217,16 +232,9 @@ def test_init_checkpoint_restores_backbone_across_class_counts(tmp_path):
 
 
 def test_steps_flag_stretches_the_decay_schedule():
-    from argparse import Namespace
-
-    from deepmac_nb.train import train_cli
-
-    args = Namespace(experiment="deepmac_shapes_quick", config_file=[], params_override="",
-                     mask_head=None, steps=600)  # fmt: skip
-    params = train_cli.build_params(args)
+    params = train_params.build_params("deepmac_shapes_quick", steps=600)
     assert params.trainer.train_steps == 600
     assert params.trainer.optimizer_config.learning_rate.cosine.decay_steps == 600
-    args.experiment = "deepmarc_shapes_quick"
-    params = train_cli.build_params(args)
+    params = train_params.build_params("deepmarc_shapes_quick", steps=600)
     lr = params.trainer.optimizer_config.learning_rate
     assert params.trainer.train_steps == 600 and lr.get().decay_steps == 600

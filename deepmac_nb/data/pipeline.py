@@ -66,52 +66,79 @@ JITTER_MODES = (
 )  # fmt: skip
 
 
-def jitter_boxes(boxes: tf.Tensor, ratio: float, mode: str = "default") -> tf.Tensor:
+def jitter_boxes(
+    boxes: tf.Tensor, ratio: float, mode: str = "default", seed: tf.Tensor | None = None
+) -> tf.Tensor:
     """Random ROI jitter of ``boxes [N, 4]``, the OD API's ``random_jitter_boxes``.
 
     Each side moves outwards by ``u * extent`` (height for y, width for x) with ``u``
     uniform in ``[-ratio, ratio]`` (``default``), ``[0, ratio]`` (``expand*``) or
     ``[-ratio, 0]`` (``shrink*``); ``*_symmetric`` draws one ``u`` per axis, and
-    ``expand_symmetric_xy`` one per box. Clipped to [0, 1].
+    ``expand_symmetric_xy`` one per box. Clipped to [0, 1]. ``seed``: stateless seed
+    ``int [2]`` (None: a fresh one).
     """
+    seed = _seed_or_fresh(seed)
     if mode not in JITTER_MODES:
         raise ValueError(f"Unknown roi_jitter_mode {mode!r}; use one of {JITTER_MODES}.")
     low = 0.0 if mode.startswith("expand") else -ratio
     high = 0.0 if mode.startswith("shrink") else ratio
     num = tf.shape(boxes)[0]
     if mode == "expand_symmetric_xy":
-        u = tf.tile(tf.random.uniform([num, 1], low, high), [1, 4])
+        u = tf.tile(tf.random.stateless_uniform([num, 1], seed, low, high), [1, 4])
     elif mode.endswith("symmetric"):
-        u = tf.tile(tf.random.uniform([num, 2], low, high), [1, 2])
+        u = tf.tile(tf.random.stateless_uniform([num, 2], seed, low, high), [1, 2])
     else:
-        u = tf.random.uniform([num, 4], low, high)
+        u = tf.random.stateless_uniform([num, 4], seed, low, high)
     extent = tf.maximum(boxes[:, 2:] - boxes[:, :2], 1e-6)
     extent = tf.concat([extent, extent], axis=1)
     sign = tf.constant([-1.0, -1.0, 1.0, 1.0])
     return tf.clip_by_value(boxes + sign * u * extent, 0.0, 1.0)
 
 
-def color_jitter(image: tf.Tensor) -> tf.Tensor:
-    """Photometric jitter of ``float32 [H, W, 3]`` RGB in [0, 1] (the paper's ranges)."""
-    image = tf.image.random_hue(image, 0.02)
-    image = tf.image.random_contrast(image, 0.8, 1.25)
-    image = tf.image.random_saturation(image, 0.8, 1.25)
-    image = tf.image.random_brightness(image, 0.2)
+def _seed_or_fresh(seed: tf.Tensor | None) -> tf.Tensor:
+    """``seed`` (stateless, ``int [2]``), or a fresh one drawn from the global RNG.
+
+    Every random op of the parser is stateless and takes its seed from the element's own
+    seed, so a parallel ``Dataset.map`` gives the same augmentation whatever order its
+    threads run in (stateful ops would share one state between the threads).
+    """
+    if seed is None:
+        return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+    return seed
+
+
+def color_jitter(image: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
+    """Photometric jitter of ``float32 [H, W, 3]`` RGB in [0, 1] (the paper's ranges);
+    ``seed``: stateless seed ``int [2]`` (None: a fresh one)."""
+    hue, contrast, saturation, brightness = tf.unstack(
+        tf.random.experimental.stateless_split(_seed_or_fresh(seed), 4)
+    )
+    image = tf.image.stateless_random_hue(image, 0.02, hue)
+    image = tf.image.stateless_random_contrast(image, 0.8, 1.25, contrast)
+    image = tf.image.stateless_random_saturation(image, 0.8, 1.25, saturation)
+    image = tf.image.stateless_random_brightness(image, 0.2, brightness)
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
-def random_square_window(height, width, scale_min: float, scale_max: float) -> tf.Tensor:
+def random_square_window(
+    height, width, scale_min: float, scale_max: float, seed: tf.Tensor | None = None
+) -> tf.Tensor:
     """A random square crop window, normalized to the image: ``float32 [4]``.
 
     Side ``U(scale_min, scale_max) * max(H, W)`` pixels; the offset is uniform over all
     positions where the window stays inside the image along an axis, or contains it
-    when it is larger than the image there.
+    when it is larger than the image there. ``seed``: stateless seed ``int [2]``.
     """
     h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    side = tf.random.uniform([], scale_min, scale_max) * tf.maximum(h, w)
-    y0 = tf.random.uniform([], tf.minimum(0.0, h - side), tf.maximum(0.0, h - side) + 1e-6)
-    x0 = tf.random.uniform([], tf.minimum(0.0, w - side), tf.maximum(0.0, w - side) + 1e-6)
+    u = tf.random.stateless_uniform([3], _seed_or_fresh(seed))
+    side = (scale_min + (scale_max - scale_min) * u[0]) * tf.maximum(h, w)
+    y0 = _lerp(tf.minimum(0.0, h - side), tf.maximum(0.0, h - side) + 1e-6, u[1])
+    x0 = _lerp(tf.minimum(0.0, w - side), tf.maximum(0.0, w - side) + 1e-6, u[2])
     return tf.stack([y0 / h, x0 / w, (y0 + side) / h, (x0 + side) / w])
+
+
+def _lerp(low: tf.Tensor, high: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
+    return low + (high - low) * u
 
 
 def full_window(height, width) -> tf.Tensor:
@@ -187,39 +214,46 @@ class DeepMACParser:
         self.s = settings
 
     def parse_fn(self, is_training: bool):
-        return lambda decoded: self.parse(decoded, is_training)
+        return lambda decoded, seed=None: self.parse(decoded, is_training, seed)
 
-    def parse(self, decoded: dict, is_training: bool) -> tuple[tf.Tensor, dict]:
+    def parse(self, decoded: dict, is_training: bool, seed=None) -> tuple[tf.Tensor, dict]:
+        """``seed``: this example's stateless augmentation seed ``int [2]`` (training;
+        None: a fresh one). The same seed gives the same flip, jitter and crop."""
         image = decoded["image"]
         height, width = tf.shape(image)[0], tf.shape(image)[1]
         boxes = tf.reshape(tf.cast(decoded["groundtruth_boxes"], tf.float32), [-1, 4])
         flipped = tf.constant(False)
         if is_training:
-            image, boxes, flipped = self._photometric_and_flip(image, boxes)
-            window = random_square_window(height, width, self.s.aug_scale_min, self.s.aug_scale_max)
+            seeds = tf.unstack(tf.random.experimental.stateless_split(_seed_or_fresh(seed), 3))
+            image, boxes, flipped = self._photometric_and_flip(image, boxes, seeds[0])
+            window = random_square_window(
+                height, width, self.s.aug_scale_min, self.s.aug_scale_max, seeds[1]
+            )
         else:
             window = full_window(height, width)
         inputs = crop_window(image, window, self.s.input_size)
-        labels = self._instance_labels(decoded, boxes, window, flipped, is_training)
+        jitter_seed = seeds[2] if is_training else None
+        labels = self._instance_labels(decoded, boxes, window, flipped, is_training, jitter_seed)
         labels.update(self._centernet_targets(labels))
         labels["valid"] = tf.minimum(1.0, 1.0 / (window[2:] - window[:2]))
         labels["image_hw"] = tf.stack([height, width])
         labels["source_id"] = decoded["source_id"]
         return inputs, labels
 
-    def _photometric_and_flip(self, image, boxes):
+    def _photometric_and_flip(self, image, boxes, seed):
+        color_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         image = tf.image.convert_image_dtype(image, tf.float32)
         if self.s.aug_color:
-            image = color_jitter(image)
+            image = color_jitter(image, color_seed)
         flipped = tf.constant(False)
         if self.s.aug_rand_hflip:
-            flipped = tf.random.uniform([]) < 0.5
+            flipped = tf.random.stateless_uniform([], flip_seed) < 0.5
             image = tf.cond(flipped, lambda: tf.image.flip_left_right(image), lambda: image)
             boxes = tf.cond(flipped, lambda: flip_boxes(boxes), lambda: boxes)
         # Stay in float: crop_window normalizes from the [0, 255] scale anyway.
         return image * 255.0, boxes, flipped
 
-    def _instance_labels(self, decoded, boxes, window, flipped, jitter=False) -> dict:
+    def _instance_labels(self, decoded, boxes, window, flipped, jitter=False, seed=None) -> dict:
         framed = reframe_boxes(boxes, window)
         hw = tf.constant(self.s.input_size, tf.float32)
         size_px = (framed[:, 2:] - framed[:, :2]) * hw
@@ -232,7 +266,7 @@ class DeepMACParser:
         masks = tf.boolean_mask(decoded["groundtruth_instance_masks"], keep)
         crop = framed
         if jitter and self.s.max_roi_jitter_ratio > 0:
-            crop = jitter_boxes(framed, self.s.max_roi_jitter_ratio, self.s.roi_jitter_mode)
+            crop = jitter_boxes(framed, self.s.max_roi_jitter_ratio, self.s.roi_jitter_mode, seed)
         targets = mask_targets(masks, unframe_boxes(crop, window), self.s.mask_size, flipped)
         m = self.s.max_num_instances
         count = tf.minimum(tf.shape(classes)[0], m)

@@ -7,11 +7,9 @@ trained on ground-truth boxes only (``use_gt_boxes_for_masks``), class-agnostic,
 loss only for ``allowed_mask_class_ids``: Model Garden zeroes the class target of every
 other instance, which sets its mask-loss weight to exactly 0.
 
-What this module adds: ``DeepMARCTaskConfig`` (Model Garden's task config plus the
-``dataset`` / ``validation_images`` fields, so ``deepmac_nb.train.data_sources`` prepares
-the CPU experiments' TFRecords exactly as for Deep-MAC), the named experiments,
-``set_mask_head`` (the ``--mask-head`` switch) and ``register()``. Nothing is registered
-on import; ``deepmac_nb.train.experiments.register()`` calls ``register()`` here.
+Added here: ``DeepMARCTaskConfig`` (``dataset`` / ``validation_images`` as Deep-MAC's, and
+``seed``), the named experiments, ``set_mask_head`` (``--mask-head``) and ``register()``,
+which ``deepmac_nb.train.experiments.register()`` calls (nothing registers on import).
 
 Frames and shapes (Model Garden's): the padded input is ``float32 [B, H_in, W_in, 3]``
 (image resized with its aspect kept, top-left, ImageNet-normalized); boxes are absolute
@@ -33,7 +31,7 @@ from official.vision.configs import backbones, common, decoders
 from official.vision.configs import maskrcnn as mrcnn_cfg
 
 from deepmac_nb import splits
-from deepmac_nb.train import registration
+from deepmac_nb.train import registration, smoke
 
 # Mask-head variant -> how often it halves its input: the RoI crop must divide by 2**n.
 MASK_HEADS: dict[str, int] = {"default": 0, "hourglass20": 2, "hourglass52": 5, "hourglass100": 5}
@@ -47,10 +45,13 @@ class DeepMARCTaskConfig(mg_cfg.DeepMaskHeadRCNNTask):
       dataset: ``shapes`` or ``coco_mini`` makes ``deepmac-nb train`` prepare the
         TFRecords on first use and fill in the input paths; empty = use the paths.
       validation_images: image folder of the validation set (filled in with ``dataset``).
+      seed, deterministic: as Deep-MAC's (``deepmac_nb.train.config``).
     """
 
     dataset: str = ""
     validation_images: str = ""
+    seed: int | None = 0
+    deterministic: bool = False
 
 
 class DeepMARCTask(mg_task.DeepMaskHeadRCNNTask):
@@ -374,12 +375,22 @@ def deepmarc_coco_mini_voc():
     return _cpu_experiment(model, "voc", "coco_mini", batch=8, instances=32, trainer=trainer)
 
 
+def deepmarc_smoke():
+    """``deepmarc_shapes_quick`` shrunk to seconds (``train.smoke``): 64 px, 2 steps.
+
+    Command: ``deepmac-nb train --experiment deepmarc_smoke --model-dir runs/marc-smoke``.
+    Hardware: 2 CPU cores. Time: ~40 s (mostly graph tracing). Result: none; it checks
+    the machinery, not the method (the tests train it)."""
+    return smoke.shrunk(deepmarc_shapes_quick(), smoke.DEEPMARC)
+
+
 EXPERIMENTS: dict[str, Callable[[], cfg.ExperimentConfig]] = {
     "deepmarc_r50_hg52_voc": deepmarc_r50_hg52_voc,
     "deepmarc_spinenet143_hg52_voc": deepmarc_spinenet143_hg52_voc,
     "deepmarc_spinenet143_hg52_non_voc": deepmarc_spinenet143_hg52_non_voc,
     "deepmarc_shapes_quick": deepmarc_shapes_quick,
     "deepmarc_coco_mini_voc": deepmarc_coco_mini_voc,
+    "deepmarc_smoke": deepmarc_smoke,
 }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmac_nb import _io
-from deepmac_nb.cli import CliError
+from deepmac_nb.errors import UserError
 from deepmac_nb.evaluation import baselines, coco_eval, runner
 
 _NO_INFERENCE = "model evaluation needs deepmac_nb.inference (not available)"
@@ -64,19 +64,19 @@ def _load_predictor(path: str, flip_tta: bool = False) -> Any:
     except ImportError as exc:
         # The import's own message stays in the line: a missing package and a broken
         # import inside it need different fixes.
-        raise CliError(f"{_NO_INFERENCE}: {exc}") from exc
+        raise UserError(f"{_NO_INFERENCE}: {exc}") from exc
     return loading.load(path, flip_tta=flip_tta)
 
 
 def _check_args(args: argparse.Namespace) -> None:
     if args.flip_tta and args.model is None:
-        raise CliError("--flip-tta needs --model (baselines are deterministic shapes)")
+        raise UserError("--flip-tta needs --model (baselines are deterministic shapes)")
     if args.boxes == "detected" and args.model is None:
-        raise CliError("--boxes detected needs --model (baselines only segment given boxes)")
+        raise UserError("--boxes detected needs --model (baselines only segment given boxes)")
     if args.max_images is not None and args.max_images < 1:
-        raise CliError("--max-images must be at least 1")
+        raise UserError("--max-images must be at least 1")
     if args.workers < 1:
-        raise CliError("--workers must be at least 1")
+        raise UserError("--workers must be at least 1")
 
 
 def _predict(args: argparse.Namespace, coco) -> tuple[list[dict], dict]:

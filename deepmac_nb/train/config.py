@@ -68,6 +68,11 @@ class DeepMACTaskConfig(cfg.TaskConfig):
       annotation_file: COCO JSON of the validation set (for mask AP evaluation).
       init_checkpoint_modules: ``backbone`` (fine-tuning: restores the backbone only,
         so a different class count never breaks the restore) or ``all``.
+      seed: seeds Python, NumPy and TensorFlow (weights) before the model is built and,
+        unless ``train_data.seed`` is set, the data order and the per-example
+        augmentation. None: unseeded.
+      deterministic: TensorFlow's deterministic kernels too (``runner.apply_seed``):
+        then the same seed, data and machine give the same losses, bit for bit.
     """
 
     model: DeepMACModelConfig = dataclasses.field(default_factory=DeepMACModelConfig)
@@ -82,5 +87,7 @@ class DeepMACTaskConfig(cfg.TaskConfig):
     validation_images: str = ""
     init_checkpoint: str = ""
     init_checkpoint_modules: str = "backbone"
+    seed: int | None = 0
+    deterministic: bool = False
     # Keep the backbone's weights (and batch-norm statistics) fixed while training.
     freeze_backbone: bool = False

@@ -20,6 +20,12 @@ from deepmac_nb.data import samples
 SHAPES_TRAIN_IMAGES = 1000
 SHAPES_VAL_IMAGES = 200
 SHAPES_IMAGE_SIZE = 128
+# task.dataset -> (train images, val images, image size) of a generated shapes set; the
+# smoke set makes ``deepmac_smoke`` / ``deepmarc_smoke`` self-contained and seconds long.
+SHAPES_SETS = {
+    "shapes": (SHAPES_TRAIN_IMAGES, SHAPES_VAL_IMAGES, SHAPES_IMAGE_SIZE),
+    "shapes_smoke": (32, 8, 96),
+}
 COCO_MINI_TRAIN = ("train_exhaustive", "train_coco128seg")
 COCO_MINI_VAL = "val_dev"
 
@@ -36,12 +42,13 @@ def prepare_experiment_data(params: cfg.ExperimentConfig) -> cfg.ExperimentConfi
     task = params.task
     if not task.dataset or task.train_data.input_path:
         return params
-    if task.dataset == "shapes":
-        train, val, ann, images = _shapes()
+    if task.dataset in SHAPES_SETS:
+        train, val, ann, images = _shapes(task.dataset)
     elif task.dataset == "coco_mini":
         train, val, ann, images = _coco_mini()
     else:
-        raise ValueError(f"Unknown task.dataset {task.dataset!r}; use 'shapes' or 'coco_mini'.")
+        names = ", ".join([*SHAPES_SETS, "coco_mini"])
+        raise ValueError(f"Unknown task.dataset {task.dataset!r}; use one of {names}.")
     task.train_data.input_path = train
     task.validation_data.input_path = task.validation_data.input_path or val
     task.annotation_file = task.annotation_file or ann
@@ -49,14 +56,15 @@ def prepare_experiment_data(params: cfg.ExperimentConfig) -> cfg.ExperimentConfi
     return params
 
 
-def _shapes() -> tuple[str, str, str, str]:
+def _shapes(name: str = "shapes") -> tuple[str, str, str, str]:
     from deepmac_nb.data import shapes  # lazy: only this dataset needs the generator
 
+    num_train, num_val, image_size = SHAPES_SETS[name]
     paths = shapes.ensure_shapes_dataset(
-        cache_root() / "shapes",
-        num_train=SHAPES_TRAIN_IMAGES,
-        num_val=SHAPES_VAL_IMAGES,
-        image_size=SHAPES_IMAGE_SIZE,
+        cache_root() / name,
+        num_train=num_train,
+        num_val=num_val,
+        image_size=image_size,
         workers=os.cpu_count() or 1,
         tfrecords=True,
     )

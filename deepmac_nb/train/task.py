@@ -73,6 +73,7 @@ class DeepMACTask(base_task.Task):
             params,
             dataset_fn=tf.data.TFRecordDataset,
             decoder_fn=decoder.decode,
+            sample_fn=example_seeds(params, input_context) if params.is_training else None,
             parser_fn=parser.parse_fn(params.is_training),
         )
         return reader.read(input_context=input_context)
@@ -155,6 +156,21 @@ class DeepMACTask(base_task.Task):
         for metric in metrics or []:
             metric.update_state(terms[metric.name])
         return logs
+
+
+def example_seeds(params: DataConfig, input_context=None):
+    """A ``sample_fn`` for ``InputReader`` that pairs each decoded (shuffled) example with
+    its own stateless augmentation seed ``int64 [2]``, drawn in order from
+    ``Dataset.random(params.seed)``: the parser's map stays parallel, yet one seed gives
+    the same augmentation of the same example on every run (None: a fresh stream)."""
+    seed = params.seed
+    if seed is not None and input_context is not None:
+        seed += 1_000_003 * input_context.input_pipeline_id  # each host its own stream
+
+    def pair(dataset: tf.data.Dataset) -> tf.data.Dataset:
+        return tf.data.Dataset.zip((dataset, tf.data.Dataset.random(seed=seed).batch(2)))
+
+    return pair
 
 
 def allowed_mask_ids(spec: str) -> tuple[int, ...]:
