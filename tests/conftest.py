@@ -69,6 +69,22 @@ def tiny_params(data_root, steps=20, head="resnet4", experiment="deepmac_smoke",
     return params
 
 
+def smoke_train_command(data_root, model_dir, steps, *extra, every=2):
+    """``python -m deepmac_nb.cli train --experiment deepmac_smoke ...`` on ``data_root``'s
+    TFRecords (CPU strategy), logging and checkpointing every ``every`` steps; ``extra``
+    arguments are appended (e.g. ``--seed 3``)."""
+    import sys
+
+    override = (
+        f"task.dataset=,task.train_data.input_path={data_root}/tfrecords/train-*.tfrecord,"
+        f"trainer.steps_per_loop={every},trainer.checkpoint_interval={every},"
+        f"trainer.summary_interval={every}"
+    )
+    return [sys.executable, "-m", "deepmac_nb.cli", "train", "--experiment", "deepmac_smoke",
+            "--model-dir", str(model_dir), "--strategy", "cpu", "--steps", str(steps),
+            *extra, "--params-override", override]  # fmt: skip
+
+
 _LOAD_SCRIPT = """
 import json, sys
 import numpy as np

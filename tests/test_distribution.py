@@ -103,7 +103,7 @@ def _free_ports(count: int) -> list[int]:
 
 @pytest.mark.large
 def test_two_workers_on_localhost_train_a_few_steps(tiny_shapes, tmp_path):
-    from test_training import _train_cmd
+    from conftest import smoke_train_command
 
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
@@ -113,7 +113,7 @@ def test_two_workers_on_localhost_train_a_few_steps(tiny_shapes, tmp_path):
         env["TF_CONFIG"] = json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}}
         )
-        cmd = _train_cmd(tiny_shapes, tmp_path / f"worker{index}", 4)
+        cmd = smoke_train_command(tiny_shapes, tmp_path / f"worker{index}", 4)
         cmd[cmd.index("cpu")] = "multi_worker"
         procs.append(
             subprocess.Popen(

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import glob
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
-from conftest import tiny_params
+from conftest import smoke_train_command, tiny_params
 from official.core import task_factory
 
 from deepmac_nb.cli import main
@@ -59,19 +58,12 @@ def test_data_seed_fixes_order_and_augmentation(tiny_shapes):
 
 
 def _train(data_root, model_dir, seed, steps):
-    """``deepmac-nb train --experiment deepmac_smoke --seed SEED --deterministic`` in a fresh
-    process (op determinism is process-wide) on the
-    tiny shapes; returns the logged total losses (one per 10 steps)."""
-    records = data_root / "tfrecords"
-    override = (
-        f"task.dataset=,task.train_data.input_path={records}/train-*.tfrecord,"
-        f"task.validation_data.input_path={records}/val-*.tfrecord,"
-        "trainer.steps_per_loop=10,trainer.summary_interval=10,"
-        f"trainer.checkpoint_interval={steps}"
+    """``deepmac-nb train --experiment deepmac_smoke --seed SEED --deterministic`` on the
+    tiny shapes in a fresh process (op determinism is process-wide); returns the logged
+    total losses (one per 10 steps)."""
+    cmd = smoke_train_command(
+        data_root, model_dir, steps, "--seed", str(seed), "--deterministic", every=10
     )
-    cmd = [sys.executable, "-m", "deepmac_nb.cli", "train", "--experiment", "deepmac_smoke",
-           "--model-dir", str(model_dir), "--strategy", "cpu", "--steps", str(steps),
-           "--seed", str(seed), "--deterministic", "--params-override", override]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     losses = []

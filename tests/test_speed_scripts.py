@@ -65,7 +65,6 @@ def test_inference_speed_json_contract(tmp_path, backend):
 def test_inference_speed_runs_a_deepmarc_model_dir(tmp_path):
     import tensorflow as tf
     import yaml
-    from test_deepmarc import TINY
 
     from deepmac_nb.deepmarc.predictor import DeepMARCModel
     from deepmac_nb.train import experiments
@@ -74,8 +73,7 @@ def test_inference_speed_runs_a_deepmarc_model_dir(tmp_path):
         ds = samples.camera_traps("serengeti_gt")
     except samples.SampleDataMissing as exc:
         pytest.skip(f"camera-trap sample data absent: {exc}")
-    params = experiments.get_experiment("deepmarc_shapes_quick")
-    params.override(TINY, is_strict=True)
+    params = experiments.get_experiment("deepmarc_smoke")
     model = DeepMARCModel.from_config(params.task.model)
     tf.train.Checkpoint(model=model.model).save(str(tmp_path / "run" / "ckpt"))
     (tmp_path / "run" / "params.yaml").write_text(yaml.safe_dump(params.as_dict()))

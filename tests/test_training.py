@@ -8,14 +8,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_params
+from conftest import smoke_train_command, tiny_params
 from official.core import task_factory
 
 from deepmac_nb.cli import main
@@ -145,16 +144,6 @@ def test_paper_configs_build_at_tiny_input():
         assert opt.optimizer.adam.epsilon == 1e-7 and opt.warmup.linear.warmup_steps == 5000
 
 
-def _train_cmd(tiny_shapes, model_dir, steps):
-    override = (
-        f"task.dataset=,task.train_data.input_path={tiny_shapes}/tfrecords/train-*.tfrecord,"
-        "trainer.steps_per_loop=2,trainer.checkpoint_interval=2,trainer.summary_interval=2"
-    )
-    return [sys.executable, "-m", "deepmac_nb.cli", "train", "--experiment", "deepmac_smoke",
-            "--model-dir", str(model_dir), "--strategy", "cpu", "--steps", str(steps),
-            "--params-override", override]  # fmt: skip
-
-
 def _latest_step(model_dir) -> int:
     latest = tf.train.latest_checkpoint(str(model_dir))
     return int(latest.rsplit("-", 1)[1]) if latest else 0
@@ -162,7 +151,7 @@ def _latest_step(model_dir) -> int:
 
 @pytest.mark.large
 def test_resume_after_sigkill(tiny_shapes, tmp_path):
-    proc = subprocess.Popen(_train_cmd(tiny_shapes, tmp_path, 2000), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(smoke_train_command(tiny_shapes, tmp_path, 2000), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.time() + 240
     while time.time() < deadline and _latest_step(tmp_path) < 4:
@@ -180,7 +169,7 @@ def test_resume_after_sigkill(tiny_shapes, tmp_path):
         for key in reader.get_variable_to_shape_map()
         if key.startswith("model/") and "OPTIMIZER_SLOT" not in key
     }
-    override = _train_cmd(tiny_shapes, tmp_path, 1)[-1]
+    override = smoke_train_command(tiny_shapes, tmp_path, 1)[-1]
     task = task_factory.get_task(train_params.build_params("deepmac_smoke", [override]).task)
     model, fresh = task.build_model(), task.build_model()
     status = tf.train.Checkpoint(model=model).read(latest)
@@ -188,7 +177,7 @@ def test_resume_after_sigkill(tiny_shapes, tmp_path):
     assert model.weights and all(w.numpy().tobytes() in saved for w in model.weights)
     assert not all(w.numpy().tobytes() in saved for w in fresh.weights)
     done = subprocess.run(
-        _train_cmd(tiny_shapes, tmp_path, killed_at + 4),
+        smoke_train_command(tiny_shapes, tmp_path, killed_at + 4),
         capture_output=True,
         text=True,
         timeout=300,
