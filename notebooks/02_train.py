@@ -96,7 +96,7 @@ model_dir = (
 viz.table(
     [
         {"experiment": name, "what": (factory.__doc__ or "").strip().splitlines()[0]}
-        for name, factory in experiments.EXPERIMENTS.items()
+        for name, factory in experiments.all_experiments().items()
     ]
 )
 
