@@ -1,6 +1,7 @@
 """Data the CPU experiments find or build themselves (``task.dataset``).
 
-``shapes``: the synthetic set is generated on first use into the cache and reused.
+``shapes`` (1000 + 200 images of 128 px) and ``shapes_smoke`` (32 + 8 of 96 px, for the
+smoke experiments): the synthetic set is generated on first use into the cache and reused.
 ``coco_mini``: the real sample photos (``deepmac_nb.data.samples``) are converted to
 TFRecords on first use. Explicit ``input_path`` settings always win.
 
