@@ -296,7 +296,7 @@ def format_summary(summary: dict) -> str:
         )
     lines += _head_lines("mask heads trained here (QUICK, 05):", summary.get("head_comparison"))
     lines += _head_lines(
-        "shipped reference mask heads (converged, 05):", summary.get("reference_heads")
+        "shipped reference models (05, see reference_models):", summary.get("reference_heads")
     )
     if summary["head_params"]:
         counts = ", ".join(f"{r['head']} {r['params']:,}" for r in summary["head_params"])
