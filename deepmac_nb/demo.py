@@ -8,8 +8,9 @@ each in a fresh kernel with its ``parameters`` cell extended by ``QUICK`` and
 executed ``.ipynb``), each notebook's own outputs in ``<notebook>/`` (metrics JSON, mask
 overlays, iWildCam PNGs) and ``summary.json``; then prints the quick model's seen/unseen
 mask AP beside every classical baseline's, seen/unseen AP and unseen/seen per mask head
-(trained here and shipped reference models), images/s and per-head parameter counts. Reruns reuse the cached data and the trained quick model
-(``$DEEPMAC_NB_CACHE``, default ``~/.cache/deepmac_nb``).
+(trained here and shipped reference models), images/s and per-head parameter counts.
+Reruns reuse the cached data and the trained quick model (``$DEEPMAC_NB_CACHE``,
+default ``~/.cache/deepmac_nb``).
 
 
 The helpers the notebooks share live in ``deepmac_nb.tutorial``.

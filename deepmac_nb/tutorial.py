@@ -218,8 +218,9 @@ def _auto_model(photos: bool) -> str:
 # ------------------------------------------------------------------- examples
 
 
-def shapes_example(index: int = 0, image_size: int = 256):
-    """Validation image ``index`` of the shapes set (never trained on).
+def shapes_example(index: int = 0, image_size: int = 128):
+    """Validation image ``index`` of the shapes set (never trained on); the default size
+    is the cached set's (``data_sources.SHAPES_IMAGE_SIZE``).
 
     Returns ``(image uint8 [S, S, 3], boxes float32 [N, 4] normalized, category_ids
     int64 [N], masks bool [N, S, S])``.
@@ -432,6 +433,22 @@ def _class_names(dataset: str) -> dict[int, str]:
 
         return {i + 1: name for i, name in enumerate(SHAPE_CLASSES)}
     return {}
+
+
+def embed_markdown_images(text: str, folder: str | os.PathLike) -> str:
+    """``text`` with every relative PNG link ``![alt](name.png)`` replaced by a base64
+    ``data:`` URI of ``folder / name.png``, so the figures survive the notebook's HTML
+    export wherever it is opened; links to missing files are left as they are."""
+    import base64
+
+    def inline(match: re.Match) -> str:
+        path = Path(folder) / match.group(2)
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f"![{match.group(1)}](data:image/png;base64,{data})"
+
+    return re.sub(r"!\[([^\]]*)\]\((?!\w+:)([^)\s]+\.png)\)", inline, text)
 
 
 def find_results(candidates: Sequence[str] = RESULTS_CANDIDATES) -> list[Path]:
