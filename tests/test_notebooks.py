@@ -188,6 +188,14 @@ def test_ablation_table_reads_the_benchmark_layout_and_falls_back():
     assert tutorial.results_rows({"rows": [{"x": 1, "y": [1, 2]}]}) == [{"x": 1}]
 
 
+def test_markdown_figures_are_inlined_for_the_html_export(tmp_path):
+    (tmp_path / "fig.png").write_bytes(b"\x89PNG-bytes")
+    text = "see ![a figure](fig.png), ![gone](nope.png) and ![web](https://x/y.png)"
+    out = tutorial.embed_markdown_images(text, tmp_path)
+    assert "![a figure](data:image/png;base64,iVBORy1ieXRlcw==)" in out
+    assert "![gone](nope.png)" in out and "![web](https://x/y.png)" in out
+
+
 def test_selected_notebooks_and_summary_lines(tmp_path):
     assert demo._selected(None) == list(demo.NOTEBOOKS)
     assert demo._selected("03_evaluate.py, 00_quickstart") == ["03_evaluate", "00_quickstart"]
