@@ -341,7 +341,14 @@ def test_05_partial_supervision_compares_heads_and_renders_results(tmp_path):
     assert len(heads) == 13 and heads["hourglass100"] == 47_276_545
     rows = json.loads((out / "head_comparison.json").read_text())
     assert [r["head"] for r in rows] == ["hourglass20", "conv2", "ellipse (no learning)"]
+    assert all("unseen/seen" in r and r["training"] for r in rows)
     assert (out / "unseen_by_head.png").is_file()
+    from deepmac_nb import reference_models
+
+    reference = json.loads((out / "reference_comparison.json").read_text())
+    expected = [*reference_models.available(), "box", "ellipse", "grabcut"]
+    assert [r["head"] for r in reference] == expected
+    assert (out / "unseen_by_head_reference.png").is_file()
 
 
 @pytest.mark.large
