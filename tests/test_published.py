@@ -21,6 +21,7 @@ import zipfile
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import DEEPMARC_TINY_MODEL
 
 from deepmac_nb import loading, pretrained
 from deepmac_nb.inference import export
@@ -28,20 +29,6 @@ from deepmac_nb.modeling import config as cfg_lib
 from deepmac_nb.modeling import preprocess
 
 MAX_DETECTIONS = 100  # CenterNet's max_box_predictions in the official pipeline.config
-DEEPMARC_TINY = {
-    "task": {
-        "model": {
-            "input_size": [64, 64, 3],
-            "backbone": {"resnet": {"depth_multiplier": 0.25}},
-            "decoder": {"fpn": {"num_filters": 16}},
-            "rpn_head": {"num_filters": 16},
-            "detection_head": {"fc_dims": 32},
-            "roi_generator": {"num_proposals": 32, "pre_nms_top_k": 128},
-            "mask_head": {"num_filters": 8},
-            "mask_roi_aligner": {"crop_size": 8},
-        }
-    }
-}
 CLIPPED_CASES = [  # (box as given, the same box clipped to the image)
     ([-0.1, -0.1, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5]),
     ([0.2, -0.002, 0.7, 0.6], [0.2, 0.0, 0.7, 0.6]),  # a MegaDetector rounding
@@ -171,7 +158,7 @@ def deepmarc(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("deepmarc")
     params = experiments.get_experiment("deepmarc_shapes_quick")
-    params.override(DEEPMARC_TINY, is_strict=True)
+    params.override({"task": {"model": DEEPMARC_TINY_MODEL}}, is_strict=True)
     wrapper = DeepMARCModel.from_config(params.task.model)
     ckpt = tf.train.Checkpoint(model=wrapper.model).write(str(root / "ckpt" / "ckpt"))
     size = [64, 64]
