@@ -45,3 +45,30 @@ def evaluate(path: str | Path, max_images: int | None = None) -> dict[str, float
     predictor = loading.from_model_dir(path)
     metrics = tutorial.box_prompted_metrics(predictor.predict, annotations, images, max_images)
     return {s: round(v["AP"], 2) for s, v in metrics["mask"].items()}
+
+
+def comparison_row(
+    name: str,
+    mask_fn,
+    training: str = "",
+    params: int = 0,
+    *,
+    annotations,
+    images,
+    max_images: int | None = None,
+) -> dict:
+    """One row of notebook 05's comparisons: box-prompted seen / unseen mask AP of
+    ``mask_fn`` (a ``Predictor.predict`` or a baseline) and ``unseen/seen``, the paper's
+    measure of how well masks transfer."""
+    from deepmac_nb import tutorial
+
+    metrics = tutorial.box_prompted_metrics(mask_fn, annotations, images, max_images)
+    seen, unseen = (metrics["mask"][s]["AP"] for s in ("seen", "unseen"))
+    return {
+        "head": name,
+        "training": training,
+        "params (quick width)": params,
+        "seen AP": seen,
+        "unseen AP": unseen,
+        "unseen/seen": round(unseen / seen, 2) if seen else None,
+    }
