@@ -122,10 +122,12 @@ def test_camouflage_look_gives_colour_no_hold_and_classic_keeps_it():
 def test_camouflage_objects_differ_from_background_in_texture():
     rng = np.random.default_rng(0)
     for _ in range(50):
-        bg = camouflage.background_texture(rng, (4.0, 10.0))
-        tex = camouflage.object_texture(rng, bg, (4.0, 10.0))
+        bg = camouflage.background_texture(rng, (4.0, 16.0))
+        tex = camouflage.object_texture(rng, bg, (4.0, 16.0))
         assert tex.kind != bg.kind
-        assert 0.15 - 1e-9 <= abs(tex.duty - bg.duty) <= 0.3 + 1e-9
+        assert 0.2 - 1e-9 <= abs(tex.duty - bg.duty) <= 0.35 + 1e-9
+        ratio = max(tex.period, bg.period) / min(tex.period, bg.period)
+        assert 2.0 - 1e-9 <= ratio <= 3.0 + 1e-9 or tex.period == 4.0
         weight = camouflage.pattern(rng, tex, 64, 64)
         assert abs(float((weight > 0.5).mean()) - tex.duty) < 0.05
 

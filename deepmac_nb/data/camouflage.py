@@ -62,14 +62,19 @@ def object_texture(
     rng: np.random.Generator,
     background: Texture,
     period_px: tuple[float, float],
-    duty_shift: tuple[float, float] = (0.15, 0.3),
+    duty_shift: tuple[float, float] = (0.2, 0.35),
 ) -> Texture:
-    """A texture of another kind than ``background`` (so the outline is a change of
-    texture everywhere), at a random period and orientation, with its ``duty`` moved
-    from the background's by ``U(duty_shift)`` (up or down, kept inside 0.15-0.85)."""
+    """A texture unlike ``background`` in three ways, so the outline is a change of
+    texture everywhere: another kind, a period 2-3x finer or coarser (whichever fits in
+    ``period_px``), and a ``duty`` moved by ``U(duty_shift)`` up or down (kept inside
+    0.15-0.85). The orientation is random."""
     others = [k for k in KINDS if k != background.kind]
     kind = others[int(rng.integers(len(others)))]
-    period, angle = float(rng.uniform(*period_px)), float(rng.uniform(0.0, np.pi))
+    ratio = float(rng.uniform(2.0, 3.0))
+    coarser, finer = background.period * ratio, background.period / ratio
+    fits = [p for p in (coarser, finer) if period_px[0] <= p <= period_px[1]]
+    period = fits[int(rng.integers(len(fits)))] if fits else max(finer, period_px[0])
+    angle = float(rng.uniform(0.0, np.pi))
     shift = float(rng.uniform(*duty_shift))
     up, down = background.duty + shift, background.duty - shift
     duty = up if (rng.random() < 0.5 and up <= 0.85) or down < 0.15 else down

@@ -27,8 +27,9 @@ from deepmac_nb.data import shape_drawing as draw
 from deepmac_nb.data.shape_drawing import SHAPE_CLASSES
 
 # Bump when rendering changes so cached datasets (ensure_shapes_dataset) regenerate.
-# 2: the camouflage look became the default.
-GENERATOR_VERSION = 2
+# 2: the camouflage look became the default; 3: object textures differ from the
+# background's in kind, period (2-3x) and tone proportions.
+GENERATOR_VERSION = 3
 LOOKS = ("camouflage", "flat")
 
 
@@ -81,12 +82,12 @@ class ShapesConfig:
     min_area: int = 30
     blur_sigma: float = 0.5
     noise_std: float = 3.0
-    texture_period: tuple[float, float] = (0.04, 0.09)
+    texture_period: tuple[float, float] = (0.025, 0.12)
     contour_prob: float = 0.7
     contour_strength: float = 0.15
     occluders: tuple[int, int] = (0, 3)
-    light_strength: float = 0.35
-    shading_strength: float = 0.25
+    light_strength: float = 0.2
+    shading_strength: float = 0.12
     texture_strength: float = 0.6
     background_strength: float = 0.6
     min_contrast: float = 60.0
