@@ -23,21 +23,13 @@ def _load_script():
 
 
 def _tiny_overrides(data_root: Path, path: Path) -> Path:
-    """``tests/conftest.tiny_params`` sizes (64 px, width 8, S = 16) as a YAML file."""
-    task = {
-        "dataset": "",
-        "annotation_file": str(data_root / "val.json"),
-        "validation_images": str(data_root / "images"),
-        "model": {
-            "input_size": [64, 64, 3],
-            "max_num_instances": 8,
-            "backbone": {"hourglass": {"input_channel_dims": 8}},
-            "mask": {"num_init_channels": 8, "mask_size": 16, "pixel_embedding_dim": 8,
-                     "instance_embedding_dim": 8},
-        },
-        "train_data": {"input_path": str(data_root / "tfrecords" / "train-*.tfrecord"),
-                       "global_batch_size": 4, "shuffle_buffer_size": 32},
-    }  # fmt: skip
+    """The ``deepmac_smoke`` sizes (``deepmac_nb.train.smoke``) on ``data_root``, as YAML."""
+    from deepmac_nb.train import smoke
+
+    task = {**smoke.DEEPMAC["task"], "dataset": "", "annotation_file": str(data_root / "val.json"),
+            "validation_images": str(data_root / "images")}  # fmt: skip
+    records = str(data_root / "tfrecords" / "train-*.tfrecord")
+    task["train_data"] = {**task["train_data"], "input_path": records}
     trainer = {"steps_per_loop": 3, "summary_interval": 3, "checkpoint_interval": 3}
     path.write_text(yaml.safe_dump({"task": task, "trainer": trainer}))
     return path
