@@ -113,7 +113,8 @@ viz.table(
         {"setting": "batch size", "value": task.train_data.global_batch_size},
         {"setting": "train steps", "value": trainer.train_steps},
         {"setting": "seed", "value": task.seed},
-        {"setting": "checkpoint every", "value": trainer.checkpoint_interval},
+        {"setting": "checkpoint interval (steps)", "value": trainer.checkpoint_interval},
+        {"setting": "steps per loop", "value": trainer.steps_per_loop},
         {"setting": "model dir", "value": str(model_dir)},
     ]
 )
@@ -175,9 +176,12 @@ print("last logged values:", last)
 # %% [markdown]
 # ## 5. Resume
 #
-# Checkpoints (`ckpt-<step>`) are written every `checkpoint interval` steps and the
-# newest few are kept. Running the training again with the same model dir restores the
-# latest one, with the optimizer state and the step count, and continues to
+# Checkpoints (`ckpt-<step>`) are written after the first loop (`steps per loop`
+# steps), then at the end of the first loop that is at least `checkpoint interval` steps
+# past the previous one, and always at the last step; the newest `max_to_keep` (3) stay.
+# The list below shows which steps this run kept. Running the training again with the
+# same model dir restores the latest one, with the optimizer state and the step count,
+# and continues to
 # `train steps`. Here training is complete, so the call below restores and returns; to
 # train longer raise `STEPS` and run the training cell again. The command line resumes the
 # same way (also after a crash): rerun the same `deepmac-nb train` command.
