@@ -130,6 +130,15 @@ class DeepMACTask(base_task.Task):
     def build_metrics(self, training: bool = True):
         return [tf_keras.metrics.Mean(name, dtype=tf.float32) for name in self.loss_names()]
 
+    @classmethod
+    def create_optimizer(cls, optimizer_config, runtime_config=None, dp_config=None):
+        """Model Garden's optimizer with its step counter created at once: the warm-ups
+        read ``optimizer.iterations`` inside the replica function, and a counter created
+        lazily there breaks ``MirroredStrategy``'s first trace (unfed placeholders)."""
+        optimizer = super().create_optimizer(optimizer_config, runtime_config, dp_config)
+        _ = optimizer.iterations
+        return optimizer
+
     def train_step(self, inputs, model, optimizer, metrics=None):
         images, labels = inputs
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
