@@ -14,11 +14,16 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras
 from absl import logging
-from official.common import distribute_utils
 from official.core import task_factory, train_lib, train_utils
 
 from deepmac_nb.errors import UserError
 from deepmac_nb.train import data_sources, experiments
+
+_NO_TPU = (
+    "this runtime reports a TPU, but TensorFlow could not initialise it: install the matched "
+    "tensorflow-tpu + libtpu pair (the notebooks' install cell does this on a TPU runtime), or "
+    "choose strategy 'cpu' / 'one_device' to train without it"
+)
 
 
 def _try_tpu(address: str | None):
@@ -40,15 +45,23 @@ def select_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute
     ``cpu`` force a choice.
     """
     if name == "auto":
-        strategy = _try_tpu(tpu) if tpu or _has_tpu_hint() else None
+        wants_tpu = bool(tpu) or _has_tpu_hint()
+        strategy = _try_tpu(tpu) if wants_tpu else None
         if strategy is not None:
             return strategy
+        if wants_tpu:
+            # A TPU runtime whose TensorFlow cannot reach the TPU (plain `tensorflow` from
+            # PyPI has no TPU support) would otherwise train on the host CPU unnoticed.
+            raise UserError(_NO_TPU)
         gpus = tf.config.list_logical_devices("GPU")
         if len(gpus) > 1:
             return tf.distribute.MirroredStrategy()
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     if name == "tpu":
-        return distribute_utils.get_distribution_strategy("tpu", tpu_address=tpu or "local")
+        strategy = _try_tpu(tpu)
+        if strategy is None:
+            raise UserError(_NO_TPU)
+        return strategy
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
