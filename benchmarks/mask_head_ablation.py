@@ -1,4 +1,4 @@
-"""Mask-head ablation (issue #8): the same Deep-MAC detector, one run per head and seed.
+"""Mask-head ablation: the same Deep-MAC detector, one run per head and seed.
 
 Every run trains ``deepmac_shapes_quick`` (``--dataset shapes``: masks for the seen shapes
 1-4 only) or ``deepmac_coco_mini_voc`` (``--dataset coco_mini``: masks for the 20 VOC

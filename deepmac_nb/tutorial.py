@@ -31,7 +31,7 @@ QUICK_EXPERIMENT = "deepmac_shapes_quick"
 # ~2 min on 2 CPU cores. Box-prompted seen / unseen mask AP on 40 shapes val images was
 # 27-45 / 13-25 over three unseeded trainings: the seed (task.seed) matters that much.
 QUICK_STEPS = 300
-# Real-photo model of issue #8's recipe; trained by the command in coco_model_dir's doc.
+# Real-photo model of the COCO-mini recipe; trained by the command in coco_model_dir's doc.
 COCO_EXPERIMENT = "deepmac_coco_mini_voc"
 OFFICIAL_HOST = "download.tensorflow.org"
 KAGGLE_INPUT = Path("/kaggle/input")
