@@ -259,7 +259,7 @@ def _executed(name: str, tmp_path: Path, **params) -> tuple[Path, str]:
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     texts = [o.get("text", "") for o in outputs] + [
-        o.get("data", {}).get("text/plain", "") for o in outputs
+        o.get("data", {}).get(kind, "") for o in outputs for kind in ("text/plain", "text/markdown")
     ]
     return out, "\n".join(texts)
 
@@ -293,9 +293,10 @@ def test_02_train_trains_the_shared_quick_model(tmp_path):
 @pytest.mark.timeout(900)
 def test_00_quickstart_draws_masks(tmp_path):
     out, text = _executed("00_quickstart", tmp_path)
-    assert "model: quick shapes model" in text and "masks (4, 256, 256) float32" in text
+    assert "Model used in this notebook:** quick shapes model" in text
+    assert "masks (4, 128, 128) float32" in text
     picture = np.asarray(Image.open(out / "masks.png"))
-    assert picture.shape == (256, 256, 3)
+    assert picture.shape == (128, 128, 3)
 
 
 @pytest.mark.large
