@@ -18,6 +18,7 @@ from pycocotools import mask as mask_utils
 
 from deepmac_nb import cli
 from deepmac_nb.data import coco_tfrecord, samples
+from deepmac_nb.errors import UserError
 
 W, H = 40, 30
 CATEGORIES = [{"id": 1, "name": "cat"}, {"id": 3, "name": "car"}]
@@ -257,7 +258,7 @@ def test_download_checks_checksum_and_is_atomic(tmp_path):
     assert (images / "a.jpg").read_bytes() == src.read_bytes()
     record.update(file_name="b.jpg", sha256="0" * 64)
     ann.write_text(json.dumps({"images": [record]}))
-    with pytest.raises(OSError, match="sha256"):
+    with pytest.raises(UserError, match="sha256"):
         samples.download_coco_mini(tmp_path / "cache", ann)
     assert sorted(p.name for p in images.iterdir()) == ["a.jpg"]
 
