@@ -104,8 +104,9 @@ def mask_terms(model, raw, labels, images, losses_cfg, training=None, step=None)
     image_idx = indices[:, 0]
     crop = tf.gather_nd(labels.get("crop_boxes", labels["boxes"]), indices)
     targets = tf.gather_nd(labels["mask_targets"], indices)
-    box_w = tf.gather_nd(labels["box_weights"], indices)
-    frame = weak_lib.boxes_in_crop_frame(tf.gather_nd(labels["boxes"], indices), crop)
+    if active:  # the paper's configs (no weak term) skip the weak inputs entirely
+        box_w = tf.gather_nd(labels["box_weights"], indices)
+        frame = weak_lib.boxes_in_crop_frame(tf.gather_nd(labels["boxes"], indices), crop)
     stages = model.mask_stages(raw)
     size = model.config.mask.mask_size
     lab = lab_crops(images, crop, image_idx, size) if "color_consistency_loss" in active else None
