@@ -209,7 +209,7 @@ def test_galleries_build_from_a_coco_file(small_coco):
 
 def test_round_robin_takes_classes_in_turn():
     anns = [{"category_id": c, "id": i} for i, c in enumerate([1, 1, 1, 2, 3, 3])]
-    picked = viz._round_robin(anns, 4)
+    picked = viz.galleries._round_robin(anns, 4)
     assert [a["category_id"] for a in picked] == [1, 2, 3, 1]
 
 
