@@ -150,23 +150,21 @@ def train_run(params, run_dir: Path, seed: int) -> dict:
 def evaluate_run(predictor, params, splits: list[str], max_images: int | None) -> dict:
     """Mask AP per split with GT boxes (``gt``) and with the model's detections (``detected``,
     which also reports box AP)."""
-    from deepmac_nb.evaluation import coco_eval
-    from deepmac_nb.evaluation import runner as ev
+    from deepmac_nb.evaluation import coco_eval, evaluate
 
     coco = coco_eval.load_coco(params.task.annotation_file)
-    protocols = {
-        "gt": (ev.run_box_prompted, predictor.predict, ("segm",)),
-        "detected": (ev.run_detected, predictor.detect, ("segm", "bbox")),
-    }
-    out = {}
-    for protocol, (run, fn, iou_types) in protocols.items():
-        preds, stats = run(
-            coco, params.task.validation_images, fn, max_images=max_images, progress=False
+    protocols = {"gt": "box_prompted", "detected": "detected"}
+    return {
+        key: evaluate(
+            predictor,
+            coco,
+            params.task.validation_images,
+            protocol,
+            splits=splits,
+            max_images=max_images,
         )
-        ids = stats.pop("image_ids")
-        metrics = coco_eval.evaluate_predictions(coco, preds, splits, iou_types, ids)
-        out[protocol] = {**metrics, "stats": stats}
-    return out
+        for key, protocol in protocols.items()
+    }
 
 
 def head_cost(model) -> dict:
@@ -228,26 +226,21 @@ def one_run(args: argparse.Namespace, head: str, seed: int) -> tuple[dict, bool]
 
 def run_baselines(args: argparse.Namespace, eval_set: dict) -> dict:
     """Box-prompted classical baselines on the same evaluation set, cached in the runs dir."""
-    from deepmac_nb.evaluation import baselines, coco_eval
-    from deepmac_nb.evaluation import runner as ev
+    from deepmac_nb.evaluation import baselines, evaluate
 
-    ann = eval_set["annotation_file"]
     spec = DATASETS[args.dataset]
     out = {}
     for method in args.baselines:
         path = args.runs_dir / "baselines" / f"{method}.json"
         if not path.exists():
-            preds, stats = ev.run_box_prompted(
-                ann,
-                eval_set["images"],
+            metrics = evaluate(
                 baselines.get_mask_fn(method),
+                eval_set["annotation_file"],
+                eval_set["images"],
+                splits=[spec.seen, spec.unseen],
                 max_images=args.max_images,
-                progress=False,
             )
-            ids = stats.pop("image_ids")
-            splits = [spec.seen, spec.unseen]
-            metrics = coco_eval.evaluate_predictions(ann, preds, splits, image_ids=ids)
-            _io.write_json(path, {"method": method, **metrics, "stats": stats})
+            _io.write_json(path, {"method": method, **metrics})
         out[method] = json.loads(path.read_text())
     return out
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from deepmac_nb import _io
 from deepmac_nb.errors import UserError
-from deepmac_nb.evaluation import baselines, coco_eval, runner
+from deepmac_nb.evaluation import baselines, coco_eval, protocols
 
 _NO_INFERENCE = "model evaluation needs deepmac_nb.inference (not available)"
 
@@ -79,21 +79,11 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError("--workers must be at least 1")
 
 
-def _predict(args: argparse.Namespace, coco) -> tuple[list[dict], dict]:
-    common = dict(
-        max_images=args.max_images,
-        skip_missing=args.skip_missing,
-        workers=args.workers,
-        progress=True,
-    )
+def _model(args: argparse.Namespace) -> Any:
+    """The baseline's ``MaskFn`` or the loaded ``Predictor`` that ``--model`` names."""
     if args.model is None:
-        mask_fn = baselines.get_mask_fn(args.method)
-        return runner.run_box_prompted(coco, args.images, mask_fn, **common)
-    predictor = _load_predictor(args.model, flip_tta=args.flip_tta)
-    if args.boxes == "gt":
-        return runner.run_box_prompted(coco, args.images, predictor.predict, **common)
-    # A backend without a detector (TFLite) raises one ValueError here: exit 2, one line.
-    return runner.run_detected(coco, args.images, predictor.detect, **common)
+        return baselines.get_mask_fn(args.method)
+    return _load_predictor(args.model, flip_tta=args.flip_tta)
 
 
 def format_table(metrics: dict[str, Any]) -> str:
@@ -139,20 +129,26 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     coco = coco_eval.load_coco(args.annotations)
     coco_eval.resolve_eval_splits(coco, args.splits)  # bad names fail before inference
-    predictions, stats = _predict(args, coco)
-    eval_start = time.perf_counter()
     detected = args.boxes == "detected"
-    metrics = coco_eval.evaluate_predictions(
+    model = _model(args)
+    run_start = time.perf_counter()
+    # A backend without a detector (TFLite) raises one ValueError here: exit 2, one line.
+    metrics = protocols.evaluate(
+        model,
         coco,
-        predictions,
+        args.images,
+        "detected" if detected else "box_prompted",
         splits=args.splits,
-        iou_types=("segm", "bbox") if detected else ("segm",),
-        image_ids=stats.pop("image_ids"),
+        max_images=args.max_images,
+        skip_missing=args.skip_missing,
+        workers=args.workers,
+        progress=True,
         pr_curves=args.plots is not None,
     )
-    total = time.perf_counter() - start
-    seconds_eval = time.perf_counter() - eval_start
+    stats = metrics.pop("stats")
     seconds_predict = stats.pop("seconds_total")
+    seconds_eval = time.perf_counter() - run_start - seconds_predict
+    total = time.perf_counter() - start
     stats.update(
         seconds_predict=seconds_predict,
         seconds_eval=round(seconds_eval, 3),

@@ -39,11 +39,11 @@ def info(head: str) -> dict:
 def evaluate(path: str | Path, max_images: int | None = None) -> dict[str, float]:
     """Box-prompted mask AP ``{"all", "seen", "unseen"}`` of the model dir ``path`` on the
     shapes val set of the quick experiment (generated into the cache on first use)."""
-    from deepmac_nb import loading, tutorial
+    from deepmac_nb import evaluation, loading, tutorial
 
     annotations, images = tutorial.quick_eval_set()
     predictor = loading.from_model_dir(path)
-    metrics = tutorial.box_prompted_metrics(predictor.predict, annotations, images, max_images)
+    metrics = evaluation.evaluate(predictor, annotations, images, max_images=max_images)
     return {s: round(v["AP"], 2) for s, v in metrics["mask"].items()}
 
 
@@ -60,9 +60,9 @@ def comparison_row(
     """One row of notebook 05's comparisons: box-prompted seen / unseen mask AP of
     ``mask_fn`` (a ``Predictor.predict`` or a baseline) and ``unseen/seen``, the paper's
     measure of how well masks transfer."""
-    from deepmac_nb import tutorial
+    from deepmac_nb import evaluation
 
-    metrics = tutorial.box_prompted_metrics(mask_fn, annotations, images, max_images)
+    metrics = evaluation.evaluate(mask_fn, annotations, images, max_images=max_images)
     seen, unseen = (metrics["mask"][s]["AP"] for s in ("seen", "unseen"))
     return {
         "head": name,
