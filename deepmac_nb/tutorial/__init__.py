@@ -1,0 +1,158 @@
+"""Helpers the tutorial notebooks share (nothing here imports TensorFlow at import time).
+
+  * ``inputs``: ``require_path`` / ``MissingInput`` stop a notebook early with one line
+    that names the setting to change; ``coco_inputs``, ``iwildcam_inputs`` (Kaggle
+    iWildCam paths or the camera-trap sample), ``cache_dir``, ``repo_path``;
+  * ``quick_model``: ``ensure_quick_model`` / ``quick_model_dir``, the one quick model all
+    notebooks share (``$DEEPMAC_NB_CACHE``, default ``~/.cache/deepmac_nb``), and
+    ``eval_inputs`` / ``quick_eval_set``, the shapes set it is evaluated on;
+  * ``lessons``: ``shapes_example``, ``unseen_examples``, ``mask_grid``,
+    ``mask_head_parameter_counts``, ``training_batch_rows``, ``find_results`` /
+    ``ablation_table``;
+  * here: ``load_predictor``, ``"official"`` / ``"coco"`` / ``"quick"`` / ``"auto"`` / a
+    path -> ``Predictor`` (``"auto"`` probes the network).
+
+Every name is importable from ``deepmac_nb.tutorial``. ``deepmac_nb.demo`` runs the
+notebooks themselves; ``deepmac_nb.evaluation.evaluate`` scores a model.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from deepmac_nb import pretrained
+from deepmac_nb.tutorial.inputs import (
+    KAGGLE_INPUT,
+    REPO_ROOT,
+    MissingInput,
+    cache_dir,
+    coco_inputs,
+    find_kaggle_iwildcam,
+    iwildcam_inputs,
+    quiet_tensorflow,
+    repo_path,
+    require_path,
+)
+from deepmac_nb.tutorial.lessons import (
+    ABLATION_COMMAND,
+    RESULTS_CANDIDATES,
+    ablation_table,
+    embed_markdown_images,
+    find_results,
+    mask_grid,
+    mask_head_parameter_counts,
+    results_rows,
+    shapes_example,
+    training_batch_rows,
+    unseen_examples,
+)
+from deepmac_nb.tutorial.quick_model import (
+    QUICK_EXPERIMENT,
+    QUICK_STEPS,
+    ensure_quick_model,
+    eval_inputs,
+    quick_eval_set,
+    quick_model_dir,
+    quick_params,
+    trained_step,
+)
+
+# Real-photo model of the COCO-mini recipe; trained by the command in coco_model_dir's doc.
+COCO_EXPERIMENT = "deepmac_coco_mini_voc"
+OFFICIAL_HOST = "download.tensorflow.org"
+
+__all__ = [
+    "ABLATION_COMMAND",
+    "COCO_EXPERIMENT",
+    "KAGGLE_INPUT",
+    "OFFICIAL_HOST",
+    "QUICK_EXPERIMENT",
+    "QUICK_STEPS",
+    "REPO_ROOT",
+    "RESULTS_CANDIDATES",
+    "MissingInput",
+    "ablation_table",
+    "cache_dir",
+    "coco_inputs",
+    "coco_model_dir",
+    "embed_markdown_images",
+    "ensure_quick_model",
+    "eval_inputs",
+    "find_kaggle_iwildcam",
+    "find_results",
+    "iwildcam_inputs",
+    "load_predictor",
+    "mask_grid",
+    "mask_head_parameter_counts",
+    "online",
+    "quick_eval_set",
+    "quick_model_dir",
+    "quick_params",
+    "quiet_tensorflow",
+    "repo_path",
+    "require_path",
+    "results_rows",
+    "shapes_example",
+    "trained_step",
+    "training_batch_rows",
+    "unseen_examples",
+]
+
+
+# ------------------------------------------------------------- model choice
+
+
+def online(host: str = OFFICIAL_HOST, timeout: float = 3.0) -> bool:
+    """True when ``host:80`` accepts a TCP connection within ``timeout`` seconds."""
+    try:
+        with socket.create_connection((host, 80), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def coco_model_dir() -> Path:
+    """``<cache>/models/deepmac_coco_mini_voc``, where notebooks look for the model trained
+    on the COCO-mini photos (VOC masks only). Too long to train inside a notebook (about
+    45 min on 2 CPU cores); make it once with::
+
+        deepmac-nb train --experiment deepmac_coco_mini_voc \\
+            --model-dir ~/.cache/deepmac_nb/models/deepmac_coco_mini_voc
+    """
+    return cache_dir() / "models" / COCO_EXPERIMENT
+
+
+def load_predictor(model: str = "auto", steps: int | None = QUICK_STEPS, photos: bool = False):
+    """``(Predictor, description)`` for ``model``.
+
+    ``"official"``: the DeepMAC COCO checkpoint (``pretrained.load_official``, downloaded
+    once); ``"coco"``: the COCO-mini model in ``coco_model_dir()``; ``"quick"``: the shared
+    quick shapes model, trained now if missing; ``"auto"``: the official one when it is
+    cached or ``download.tensorflow.org`` answers, else (for ``photos``) the COCO-mini model
+    when it has been trained, else quick. Anything else is a path ``loading.load`` takes.
+    """
+    from deepmac_nb import loading
+
+    if model == "auto":
+        model = _auto_model(photos)
+    if model == "official":
+        return pretrained.load_official(), f"official {pretrained.MODEL_NAME} (COCO)"
+    if model == "coco":
+        path = coco_model_dir()
+        if not trained_step(path):
+            raise MissingInput(f"No trained COCO-mini model in {path}. {coco_model_dir.__doc__}")
+        # Flip TTA is part of the recipe: 35.8 non-VOC AP over 2 seeds.
+        predictor = loading.from_model_dir(path, flip_tta=True)
+        return predictor, f"COCO-mini model ({COCO_EXPERIMENT}, flip TTA)"
+    if model == "quick":
+        model_dir = ensure_quick_model(steps)
+        return loading.from_model_dir(model_dir), f"quick shapes model ({model_dir.name})"
+    path = require_path(model, "MODEL", "Use 'auto', 'official', 'coco', 'quick' or a path.")
+    return loading.load(path), f"model at {path}"
+
+
+def _auto_model(photos: bool) -> str:
+    if pretrained.is_cached("deepmac") or online():
+        return "official"
+    return "coco" if photos and trained_step(coco_model_dir()) else "quick"
