@@ -68,15 +68,7 @@ annotations, images = tutorial.eval_inputs(ANNOTATIONS, IMAGES)
 from IPython.display import display
 
 from deepmac_nb.data.shape_drawing import SHAPE_CLASSES
-from deepmac_nb.evaluation import (
-    baselines,
-    evaluate_cli,
-    evaluate_predictions,
-    mask_sheet,
-    plots,
-    run_box_prompted,
-    run_detected,
-)
+from deepmac_nb.evaluation import baselines, evaluate, evaluate_cli, mask_sheet, plots
 
 out = Path(OUTPUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
@@ -86,8 +78,10 @@ print("evaluating on", annotations, "|", images)
 # %% [markdown]
 # ## 1. The model, box-prompted
 #
-# `run_box_prompted` calls `mask_fn(image, gt_boxes)` for every image and collects COCO
-# results; `evaluate_predictions` runs pycocotools once and reads AP per split out of it.
+# `evaluate` runs one protocol and scores it. Box-prompted, it calls
+# `predictor.predict(image, gt_boxes)` for every image and collects COCO results
+# (`run_box_prompted`); then `evaluate_predictions` runs pycocotools once on those
+# images and reads AP per split out of it. The run's statistics come back as `stats`.
 # For the shapes set the splits are `seen` / `unseen`, for COCO ids `voc` / `non_voc`.
 
 # %%
@@ -96,13 +90,11 @@ predictor, description = tutorial.load_predictor(
 )
 warm_image, warm_boxes, *_ = tutorial.shapes_example(0)
 predictor.predict(warm_image, warm_boxes)  # traces the graph once, outside the timing
-predictions, stats = run_box_prompted(
-    annotations, images, predictor.predict, max_images=max_images, progress=False
+box_prompted = evaluate(predictor, annotations, images, max_images=max_images, pr_curves=True)
+stats = box_prompted.pop("stats")
+box_prompted.update(
+    protocol="box_prompted", model=description, stats=stats, seconds=stats["seconds_total"]
 )
-image_ids = stats.pop("image_ids")
-box_prompted = evaluate_predictions(annotations, predictions, image_ids=image_ids, pr_curves=True)
-box_prompted.update(protocol="box_prompted", model=description, stats=stats)
-box_prompted["seconds"] = stats["seconds_total"]
 speed = {
     "images": stats["images"],
     "seconds_model": stats["seconds_model"],
@@ -132,15 +124,11 @@ viz.show(plots.plot_pr_curves(box_prompted))
 # %%
 detected = None
 if hasattr(predictor, "detect"):
-    predictions, stats = run_detected(
-        annotations, images, predictor.detect, max_images=max_images, progress=False
+    detected = evaluate(predictor, annotations, images, "detected", max_images=max_images)
+    stats = detected.pop("stats")
+    detected.update(
+        protocol="detected", model=description, stats=stats, seconds=stats["seconds_total"]
     )
-    image_ids = stats.pop("image_ids")
-    detected = evaluate_predictions(
-        annotations, predictions, iou_types=("segm", "bbox"), image_ids=image_ids
-    )
-    detected.update(protocol="detected", model=description, stats=stats)
-    detected["seconds"] = stats["seconds_total"]
     print(evaluate_cli.format_table(detected))
 else:
     print(
@@ -172,10 +160,10 @@ viz.table(protocol_rows)
 # %%
 results = {"model": box_prompted}
 for name in BASELINES:
-    predictions, stats = run_box_prompted(
-        annotations, images, baselines.get_mask_fn(name), max_images=max_images, progress=False
+    results[name] = evaluate(
+        baselines.get_mask_fn(name), annotations, images, max_images=max_images
     )
-    results[name] = evaluate_predictions(annotations, predictions, image_ids=stats.pop("image_ids"))
+    stats = results[name].pop("stats")
     results[name].update(protocol="box_prompted", method=name, stats=stats)
 comparison = [
     {"method": name, **{f"{s} AP": m["mask"][s]["AP"] for s in ["all", *splits]}}
