@@ -87,12 +87,19 @@ def _uncompressed_rle(mask: np.ndarray) -> dict:
     return {"size": [H, W], "counts": ([0] if flat[0] else []) + counts}
 
 
+# An L (COCO polygon: x, y pairs): a bar along the top, 32 px wide, 6 high, and a leg down
+# the left, 8 px wide, 24 high. Not symmetric in x and y, so reading the pairs as (y, x)
+# or swapping width and height moves pixels (and the box) and fails the checks below.
+L_POLYGON = [4, 2, 36, 2, 36, 8, 12, 8, 12, 26, 4, 26]
+L_BOX = [4, 2, 32, 24]  # x, y, w, h
+
+
 def test_polygon_and_both_rle_forms_decode_exactly(tmp_path, decode):
     rle_mask, crle_mask = _square_mask(2, 10, 20, 30), _square_mask(15, 28, 3, 12)
     crle = mask_utils.encode(np.asfortranarray(crle_mask))
     crle = {"size": [H, W], "counts": crle["counts"].decode()}
     anns = [
-        {"bbox": [5, 5, 10, 10], "segmentation": [[5, 5, 15, 5, 15, 15, 5, 15]]},
+        {"bbox": L_BOX, "segmentation": [L_POLYGON]},
         {"bbox": [20, 2, 10, 8], "segmentation": _uncompressed_rle(rle_mask), "iscrowd": 1},
         {"bbox": [3, 15, 9, 13], "segmentation": crle},
         {"bbox": [1, 1, 2, 2], "category_id": 3, "segmentation": [[1, 1, 3, 1, 3, 3, 1, 3]]},
@@ -104,9 +111,18 @@ def test_polygon_and_both_rle_forms_decode_exactly(tmp_path, decode):
     assert masks.shape == (4, H, W) and set(np.unique(masks)) == {0.0, 1.0}
     np.testing.assert_array_equal(masks[1], rle_mask)
     np.testing.assert_array_equal(masks[2], crle_mask)
-    assert masks[0][6:14, 6:14].all() and masks[0].sum() < 12 * 12 and masks[3].sum() > 0
-    box = [5 / H, 5 / W, 15 / H, 15 / W]
+    # The L as pycocotools rasterizes the polygon in an H x W image ...
+    want = mask_utils.decode(mask_utils.frPyObjects([L_POLYGON], H, W))[..., 0]
+    np.testing.assert_array_equal(masks[0], want)
+    # ... and by hand: the bar's right end and the leg's foot are set, the L's inside
+    # corner is not, and nothing lies below row 26 or right of column 36.
+    assert masks[0][3:7, 20:35].all() and masks[0][10:25, 5:11].all()
+    assert not masks[0][10:, 14:].any() and not masks[0][:, 37:].any()
+    assert masks[3].sum() > 0
+    box = [2 / H, 4 / W, 26 / H, 36 / W]  # ymin, xmin, ymax, xmax
     np.testing.assert_allclose(ex["groundtruth_boxes"][0], box, atol=1e-6)
+    np.testing.assert_allclose(ex["groundtruth_boxes"][2], [15 / H, 3 / W, 28 / H, 12 / W],
+                               atol=1e-6)  # fmt: skip
     assert ex["groundtruth_classes"].tolist() == [1, 1, 1, 3]
     assert ex["groundtruth_is_crowd"].tolist() == [False, True, False, False]
     assert [c["instances"] for c in summary["categories"]] == [3, 1]

@@ -118,6 +118,71 @@ def test_splits_match_cocoeval_with_restricted_cat_ids(tiny):
         assert out["mask"][name]["AP"] == round(ev.stats[0] * 100, 2)
 
 
+def _sized_set():
+    """Three 128 x 160 images with small (< 32^2 px), medium and large (> 96^2 px) objects
+    of classes 1-3, and noisy predictions: shifted and resized masks with their own
+    fractional boxes, random scores, and false positives."""
+    rng = np.random.default_rng(5)
+    height, width = 128, 160
+    images = [{"id": i, "file_name": f"{i}.png", "height": height, "width": width}
+              for i in (1, 2, 3)]  # fmt: skip
+    annotations, predictions = [], []
+    layout = [(1, (4, 104, 4, 104)), (2, (10, 50, 110, 150)), (3, (110, 122, 120, 136))]
+    for image in images:
+        for cat, (r0, r1, c0, c1) in layout:
+            cat = (cat + image["id"]) % 3 + 1  # every class in every size range
+            mask = np.zeros((height, width), bool)
+            mask[r0:r1, c0:c1] = True
+            ys, xs = np.nonzero(mask)
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image["id"], "category_id": cat,
+                "segmentation": rle(mask), "area": float(mask.sum()), "iscrowd": 0,
+                "bbox": [float(xs.min()), float(ys.min()), float(np.ptp(xs) + 1),
+                         float(np.ptp(ys) + 1)],
+            })  # fmt: skip
+            for _ in range(2):
+                dy, dx = rng.integers(-3, 4, 2)
+                grow = rng.integers(-2, 3)
+                guess = np.zeros_like(mask)
+                guess[max(r0 + dy, 0) : r1 + dy + grow, max(c0 + dx, 0) : c1 + dx + grow] = True
+                cat_guess = cat if rng.random() < 0.8 else cat % 3 + 1
+                box = [c0 + dx + rng.random(), r0 + dy - rng.random(),
+                       c1 - c0 + grow + 2 * rng.random(), r1 - r0 + grow - rng.random()]  # fmt: skip
+                predictions.append({"image_id": image["id"], "category_id": int(cat_guess),
+                                    "score": float(rng.random()), "segmentation": rle(guess),
+                                    "bbox": [float(v) for v in box]})  # fmt: skip
+    gt = {"images": images, "annotations": annotations,
+          "categories": [{"id": c, "name": f"c{c}"} for c in (1, 2, 3)]}  # fmt: skip
+    return gt, predictions
+
+
+def test_every_split_metric_and_box_ap_match_plain_cocoeval():
+    """AP, AP50, AP75, APs, APm, APl of "all" and each split, mask and box, equal plain
+    pycocotools COCOeval restricted to the split's classes (segm results carry only
+    masks, bbox results only boxes, as COCO result files do)."""
+    gt, preds = _sized_set()
+    splits = {"a": [1], "bc": [2, 3]}
+    out = evaluate_predictions(gt, preds, splits, iou_types=("segm", "bbox"))
+    coco = load_coco(gt)
+    names = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+    plain = {
+        "segm": [{k: p[k] for k in ("image_id", "category_id", "score", "segmentation")}
+                 for p in preds],
+        "bbox": [{k: p[k] for k in ("image_id", "category_id", "score", "bbox")} for p in preds],
+    }  # fmt: skip
+    for iou_type, key in (("segm", "mask"), ("bbox", "box")):
+        assert set(out[key]) == {"all", "a", "bc"}
+        for name, ids in {"all": [1, 2, 3], **splits}.items():
+            with quiet():
+                ev = COCOeval(coco, coco.loadRes(copy.deepcopy(plain[iou_type])), iou_type)
+                ev.params.catIds = ids
+                ev.evaluate(), ev.accumulate(), ev.summarize()
+            want = {n: round(v * 100, 2) for n, v in zip(names, ev.stats[:6], strict=True)}
+            assert all(v >= 0 for v in want.values()), (key, name, want)  # every range has GT
+            assert out[key][name] == want, (key, name)
+    assert out["mask"]["all"] != out["box"]["all"]  # boxes are not the masks' boxes
+
+
 def test_ground_truth_as_predictions_is_perfect(tiny):
     preds = [dict(copy.deepcopy(a), score=1.0) for a in tiny["annotations"] if not a["iscrowd"]]
     for p in preds:  # boxes then come from the masks (pycocotools toBbox)
@@ -341,6 +406,27 @@ def test_cli_model_plugs_in_through_the_loader(dataset, tmp_path, monkeypatch):
     assert loaded[0].flip_tta is False
     assert _main(*argv, "--flip-tta") == 0
     assert loaded[1].flip_tta is True and json.loads(out.read_text())["flip_tta"] is True
+
+
+def test_cli_flip_tta_reaches_a_real_predictor(dataset, tmp_path, monkeypatch):
+    from deepmac_nb import loading
+    from deepmac_nb.inference import export
+    from deepmac_nb.inference.predictor import Predictor
+    from deepmac_nb.modeling import config as cfg_lib
+
+    path, images = dataset
+    model_dir = export.save_model_dir(
+        export._built(cfg_lib.tiny_model_config(image_size=64)), tmp_path / "run"
+    )
+    real, made = loading.load, []
+    monkeypatch.setattr(loading, "load", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    out = tmp_path / "m.json"
+    argv = ["--annotations", path, "--images", images, "--model", model_dir, "--out", out]
+    assert _main(*argv, "--flip-tta") == 0
+    assert isinstance(made[0], Predictor) and made[0].flip_tta is True
+    assert json.loads(out.read_text())["flip_tta"] is True
+    assert _main(*argv) == 0
+    assert isinstance(made[1], Predictor) and made[1].flip_tta is False
 
 
 def test_cli_plots(dataset, tmp_path):

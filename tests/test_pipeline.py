@@ -77,25 +77,52 @@ def _explicit_targets(decoded, labels, window, flipped, size):
     return tf.image.crop_and_resize(framed, labels["boxes"][:n], tf.range(n), [size, size])[..., 0]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_augmentation_keeps_masks_and_boxes_consistent(seed, monkeypatch):
+def _was_flipped(inputs, decoded, window):
+    """Whether the parser's input is the window of the mirrored image: the input is
+    correlated with the unmirrored and the mirrored window crops (photometric jitter
+    changes tones, not where the triangles are)."""
+    image = tf.cast(decoded["image"], tf.float32)[None]
+
+    def crop(picture):
+        return tf.image.crop_and_resize(picture, window[None], [0], inputs.shape[:2]).numpy()
+
+    inside = crop(tf.ones_like(image))[0, ..., 0] > 0.999  # pixels the window takes from the image
+    got = inputs.numpy().sum(-1)[inside]
+    corr = [
+        np.corrcoef(got, crop(candidate)[0].sum(-1)[inside])[0, 1]
+        for candidate in (image, image[:, :, ::-1])
+    ]
+    assert max(corr) > 0.9 and min(corr) < 0.7, corr  # one candidate clearly wins
+    return bool(corr[1] > corr[0])
+
+
+def test_augmentation_keeps_masks_and_boxes_consistent(monkeypatch):
+    """The parser's own photometric + flip step (only the crop window is fixed): whether
+    it mirrors the image or not, the boxes and mask targets follow the image."""
     decoded = _decoded(triangles=True)
     window = tf.constant([-0.1, 0.05, 0.9, 0.7])  # partly outside the image: zero fill
-    flipped = seed % 2 == 1
     monkeypatch.setattr(pipeline, "random_square_window", lambda *a: window)
-
-    def fixed_flip(self, image, boxes, seed):
-        image = tf.image.flip_left_right(image) if flipped else image
-        boxes = pipeline.flip_boxes(boxes) if flipped else boxes
-        return image, boxes, tf.constant(flipped)
-
-    monkeypatch.setattr(pipeline.DeepMACParser, "_photometric_and_flip", fixed_flip)
-    _, labels = pipeline.DeepMACParser(SETTINGS).parse(decoded, is_training=True)
-    want = _explicit_targets(decoded, labels, window, flipped, 16).numpy()
-    got = labels["mask_targets"].numpy()[: want.shape[0]]
-    assert np.abs(got - want).mean() < 0.03
-    # The check has teeth: a mirrored target would be far off.
-    assert np.abs(got[:, :, ::-1] - want).mean() > 0.2
+    parser = pipeline.DeepMACParser(SETTINGS)
+    assert SETTINGS.aug_rand_hflip and SETTINGS.aug_color
+    seen = set()
+    for seed in range(8):
+        inputs, labels = parser.parse(decoded, is_training=True, seed=tf.constant([seed, 11]))
+        flipped = _was_flipped(inputs, decoded, window)
+        seen.add(flipped)
+        # Boxes, by hand: mirror x (x -> 1 - x) when flipped, then into the window frame.
+        boxes = decoded["groundtruth_boxes"].numpy()[:2].astype(np.float64)
+        if flipped:
+            boxes = np.stack([boxes[:, 0], 1 - boxes[:, 3], boxes[:, 2], 1 - boxes[:, 1]], 1)
+        win = window.numpy().astype(np.float64)
+        framed = np.clip((boxes - np.tile(win[:2], 2)) / np.tile(win[2:] - win[:2], 2), 0, 1)
+        assert int(labels["num_instances"]) == 2
+        np.testing.assert_allclose(labels["boxes"].numpy()[:2], framed, atol=1e-5)
+        want = _explicit_targets(decoded, labels, window, flipped, 16).numpy()
+        got = labels["mask_targets"].numpy()[:2]
+        assert np.abs(got - want).mean() < 0.03, (seed, flipped)
+        # The check has teeth: a mirrored target would be far off.
+        assert np.abs(got[:, :, ::-1] - want).mean() > 0.2
+    assert seen == {False, True}  # both branches of the real flip ran
 
 
 def test_fully_outside_boxes_dropped(monkeypatch):

@@ -48,15 +48,35 @@ def test_model_dir_round_trip(model_dir, predictor):
     assert predictor.backend == "keras" and predictor.mask_size == 16
 
 
-def test_predict_is_pasted_box_masks(predictor):
+# Box edges at fractional pixels of a 50 x 90 image (0.137 * 50 = 6.85 rows, ...): the
+# pasted masks then interpolate across every edge, where a half-pixel or align-corners
+# mistake shows.
+FRACTIONAL = np.array(
+    [[0.137, 0.061, 0.629, 0.433], [0.351, 0.519, 0.988, 0.977], [0.0, 0.0, 0.503, 0.251]],
+    np.float32,
+)
+
+
+def _golden_image_masks(predictor, image, boxes, clipped):
+    """The numpy port of the OD API's paste applied to ``predictor``'s box-frame masks of
+    ``boxes``, in the frame of ``clipped`` (the boxes as ``check_boxes`` must give them)."""
+    box_masks = predictor.predict_box_masks(image, boxes)
+    return reframe_box_masks_numpy(box_masks, clipped, *image.shape[:2])
+
+
+@pytest.mark.parametrize(
+    ("boxes", "clipped"),
+    [(BOXES, CLIPPED), (FRACTIONAL, FRACTIONAL)],
+    ids=["clipped", "fractional"],
+)
+def test_predict_is_pasted_box_masks(predictor, boxes, clipped):
     image = _image(50, 90)
-    masks = predictor.predict(image, BOXES)
-    assert masks.shape == (4, 50, 90) and masks.dtype == np.float32
+    masks = predictor.predict(image, boxes)
+    assert masks.shape == (len(boxes), 50, 90) and masks.dtype == np.float32
     assert np.isfinite(masks).all() and masks.min() >= 0 and masks.max() <= 1
-    box_masks = predictor.predict_box_masks(image, BOXES)
     # Independent golden: the OD API's reframe_box_masks_to_image_masks, in the clipped frame.
-    want = reframe_box_masks_numpy(box_masks, CLIPPED, 50, 90)
-    for row in range(len(BOXES)):  # every row, fractional box edges, no slack
+    want = _golden_image_masks(predictor, image, boxes, clipped)
+    for row in range(len(boxes)):  # every row, no slack
         np.testing.assert_allclose(masks[row], want[row], atol=2e-6, err_msg=f"row {row}")
 
 
@@ -148,11 +168,17 @@ def test_xywh_helper_gives_the_predictor_order():
 
 
 def test_predict_batch(predictor):
-    images = [_image(20, 30), _image(40, 10, seed=1)]
-    out = predictor.predict_batch(images, [BOXES[:1], BOXES[:3]])
-    assert [m.shape for m in out] == [(1, 20, 30), (3, 40, 10)]
-    np.testing.assert_allclose(out[1], predictor.predict(images[1], BOXES[:3]), atol=1e-6)
-    with pytest.raises(ValueError, match="2 images but 1"):
+    images = [_image(20, 30), _image(40, 10, seed=1), _image(50, 90, seed=2)]
+    boxes, clipped = [BOXES[:1], BOXES[:3], FRACTIONAL], [CLIPPED[:1], CLIPPED[:3], FRACTIONAL]
+    out = predictor.predict_batch(images, boxes)
+    assert [m.shape for m in out] == [(1, 20, 30), (3, 40, 10), (3, 50, 90)]
+    for index, (image, image_boxes) in enumerate(zip(images, boxes, strict=True)):
+        want = _golden_image_masks(predictor, image, image_boxes, clipped[index])
+        for row in range(len(image_boxes)):  # every image, every row: the numpy golden
+            np.testing.assert_allclose(
+                out[index][row], want[row], atol=2e-6, err_msg=f"image {index} row {row}"
+            )
+    with pytest.raises(ValueError, match="3 images but 1"):
         predictor.predict_batch(images, [BOXES])
 
 
