@@ -179,3 +179,45 @@ def reframe_box_masks_numpy(box_masks, boxes, height, width):
                 b = mask[bottom, left] + (mask[bottom, right] - mask[bottom, left]) * dx
                 out[n, i, j] = t + (b - t) * dy
     return out
+
+
+def tflite_ops_by_signature(path):
+    """``{signature key: sorted op names}`` of a ``.tflite`` file, read from the flatbuffer:
+    every op of each signature's subgraph, and of the subgraphs its control flow calls
+    (``tf.lite.Interpreter``'s op listing covers subgraph 0 only). A custom op (Flex ops
+    are custom ops) is listed as ``CUSTOM:<its code>``."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.python import schema_util
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(open(path, "rb").read()), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+    def op_name(op):
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = schema_util.get_builtin_code_from_operator_code(code)
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            custom = (
+                code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+            )
+            return f"CUSTOM:{custom}"
+        return names[builtin]
+
+    def called(op):  # subgraphs a control-flow op runs (WHILE, IF, CALL_ONCE, ...)
+        options = op.builtinOptions
+        return [getattr(options, a) for a in vars(options) if a.endswith("SubgraphIndex")] \
+            if options is not None else []  # fmt: skip
+
+    ops = {}
+    for signature in model.signatureDefs or []:
+        todo, done, names_here = [signature.subgraphIndex], set(), set()
+        while todo:
+            index = todo.pop()
+            if index in done:
+                continue
+            done.add(index)
+            for op in model.subgraphs[index].operators or []:
+                names_here.add(op_name(op))
+                todo += called(op)
+        key = signature.signatureKey
+        ops[key.decode() if isinstance(key, bytes) else key] = sorted(names_here)
+    return ops

@@ -8,7 +8,12 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import camera_trap_prompts, run_signature_in_subprocess, tiny_params
+from conftest import (
+    camera_trap_prompts,
+    run_signature_in_subprocess,
+    tflite_ops_by_signature,
+    tiny_params,
+)
 from official.core import task_factory
 
 from deepmac_nb import loading, splits
@@ -169,6 +174,7 @@ def _mixed_batch(task, data_config):
     pytest.fail("no batch of the fixture holds both seen and unseen instances")
 
 
+@pytest.mark.large
 def test_unseen_instances_carry_no_mask_loss(tiny_shapes):
     params = tiny_marc_params(tiny_shapes)
     task = task_factory.get_task(params.task)
@@ -199,6 +205,7 @@ def test_unseen_instances_carry_no_mask_loss(tiny_shapes):
         assert all(g is None or not np.any(g.numpy()) for g in grads)
 
 
+@pytest.mark.large
 def test_two_cli_steps_write_checkpoint_and_config(trained_dir):
     assert tf.train.latest_checkpoint(str(trained_dir)).endswith("ckpt-2")
     params = marc_predictor.read_params(trained_dir)
@@ -295,6 +302,7 @@ def marc_saved(trained_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.large
 def test_export_loads_with_tensorflow_alone(marc_model, marc_saved, tmp_path):
     image = _image(50, 90)
     out, info = run_signature_in_subprocess(marc_saved, image, BOXES, tmp_path)
@@ -311,6 +319,7 @@ def test_export_loads_with_tensorflow_alone(marc_model, marc_saved, tmp_path):
         np.testing.assert_allclose(out[key], np.float32(dets[key].numpy()), atol=1e-5)
 
 
+@pytest.mark.large
 def test_exported_predictor_matches_model_dir(trained_dir, marc_saved):
     exported, direct = loading.load(marc_saved), loading.load(trained_dir)
     assert (exported.backend, exported.mask_size) == ("saved_model", MASK_SIZE)
@@ -322,13 +331,15 @@ def test_exported_predictor_matches_model_dir(trained_dir, marc_saved):
     assert exported.detect(image, min_score=0.0)["masks"].shape[1:] == (70, 40)
 
 
+@pytest.mark.large
 def test_tflite_export_builtin_ops_match_saved_model(trained_dir, marc_saved, tmp_path):
     path = tmp_path / "marc.tflite"
     argv = ["export", "--model-dir", str(trained_dir), "--out", str(path), "--format", "tflite"]
     assert main([*argv, "--max-boxes", "4"]) == 0  # 4 < boxes per photo: chunking runs
     lite, reference = loading.load(path), loading.load(marc_saved)
-    ops = {op["op_name"] for op in lite._box_mask_fn._interpreter._get_ops_details()}
-    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
+    ops = tflite_ops_by_signature(path)  # every signature's subgraph, not only the first
+    assert sorted(ops) == ["features", "masks"] and all(ops.values()), ops
+    assert not [op for names in ops.values() for op in names if op.startswith("CUSTOM")], ops
     prompts = camera_trap_prompts(limit_boxes=10)[::3]
     prompts.append(
         (_image(50, 90), np.array([[-0.4, -0.4, 1.4, 1.4], [0.5, 0.5, 0.5, 0.5]], np.float32))
@@ -341,6 +352,7 @@ def test_tflite_export_builtin_ops_match_saved_model(trained_dir, marc_saved, tm
     assert worst < TFLITE_TOLERANCE, worst
 
 
+@pytest.mark.large
 def test_segment_camera_traps_with_a_deepmarc_export(marc_saved, tmp_path):
     from deepmac_nb.data import samples
     from deepmac_nb.inference import megadetector, segment_cli

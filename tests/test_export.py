@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import camera_trap_prompts, run_signature_in_subprocess
+from conftest import camera_trap_prompts, run_signature_in_subprocess, tflite_ops_by_signature
 
 from deepmac_nb import archives, cli, download, loading, pretrained
 from deepmac_nb.errors import UserError
@@ -37,6 +37,7 @@ def _image(height=48, width=80):
     return np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
 
 
+@pytest.mark.large
 def test_saved_model_loads_without_deepmac_nb(run, tmp_path):
     model, _, saved = run
     image = _image()
@@ -63,6 +64,7 @@ def test_saved_model_predictor_and_zero_boxes(run):
     assert predictor.predict(_image(), []).shape == (0, 48, 80)
 
 
+@pytest.mark.large
 def test_export_overwrites_atomically_and_reports_bad_dirs(run, tmp_path, capsys):
     _, model_dir, _ = run
     out = tmp_path / "sm"
@@ -85,14 +87,16 @@ def test_matmul_crop_model_matches_native(run):
     )
 
 
+@pytest.mark.large
 def test_tflite_builtin_ops_match_saved_model_on_camera_traps(run, tmp_path):
     _, model_dir, saved = run
     path = tmp_path / "m.tflite"
     argv = ["export", "--model-dir", str(model_dir), "--out", str(path), "--format", "tflite"]
     assert cli.main([*argv, "--max-boxes", "4"]) == 0  # 4 < boxes per photo: chunking runs
     lite, reference = loading.load(path), Predictor.from_saved_model(saved)
-    ops = {op["op_name"] for op in lite._box_mask_fn._interpreter._get_ops_details()}
-    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
+    ops = tflite_ops_by_signature(path)  # every signature's subgraph, not only the first
+    assert sorted(ops) == ["features", "masks"] and all(ops.values()), ops
+    assert not [op for names in ops.values() for op in names if op.startswith("CUSTOM")], ops
     worst = 0.0
     for image, boxes in camera_trap_prompts():
         got, want = lite.predict_box_masks(image, boxes), reference.predict_box_masks(image, boxes)
@@ -102,6 +106,7 @@ def test_tflite_builtin_ops_match_saved_model_on_camera_traps(run, tmp_path):
     print(f"TFLite vs SavedModel max abs diff: {worst:.2e}")
 
 
+@pytest.mark.large
 def test_tflite_answers_detect_with_one_clear_error(run, tmp_path):
     _, model_dir, _ = run
     path = tmp_path / "m.tflite"

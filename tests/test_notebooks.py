@@ -2,9 +2,10 @@
 
 Fast checks: ``.py`` (source of truth) and ``.ipynb`` hold the same cells, committed
 notebooks carry no outputs, every notebook has its badges / install guard / parameters,
-the demo helpers, and a missing data path stopping a notebook in its first cells.
+and the demo helpers.
 
-``large``: every notebook executed in QUICK mode in a fresh kernel (nbclient), checking
+``large`` (each starts a kernel): a missing data path stopping a notebook in its first
+cells, and every notebook executed in QUICK mode in a fresh kernel (nbclient), checking
 the files it is meant to write. They share one quick model through ``$DEEPMAC_NB_CACHE``
 (default ``~/.cache/deepmac_nb``): the first notebook that needs it trains it (~2 min on 2
 cores); later runs reuse it.
@@ -13,6 +14,7 @@ cores); later runs reuse it.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 from pathlib import Path
@@ -74,8 +76,17 @@ def test_notebook_has_badges_install_guard_and_parameters(name):
     assert "QUICK = True" in params and "OUTPUT_DIR = " in params
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "deepmac_nb" in code and not re.search(r"^\s*(def|class) ", code, re.MULTILINE)
-    ast_ok = compile(jupytext.writes(nb, "py:percent"), name, "exec")  # valid Python
-    assert ast_ok is not None
+    tree = ast.parse(jupytext.writes(nb, "py:percent"), name)  # SyntaxError if not Python
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names}  # fmt: skip
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom) and n.module}  # fmt: skip
+    assert "deepmac_nb" in imported, name
+    quick = [n.value for n in tree.body if isinstance(n, ast.Assign)
+             and [getattr(t, "id", None) for t in n.targets] == ["QUICK"]]  # fmt: skip
+    assert [getattr(v, "value", None) for v in quick] == [True], name  # assigned once, True
+    defined = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    assert not [n.name for n in ast.walk(tree) if isinstance(n, defined)], name
 
 
 def test_inject_parameters_appends_to_the_parameters_cell():
@@ -234,6 +245,7 @@ MISSING_PATHS = {
 
 
 @pytest.mark.parametrize(("name", "setting"), sorted(MISSING_PATHS.items()))
+@pytest.mark.large
 def test_missing_data_path_stops_in_the_first_cells(name, setting, tmp_path):
     """A wrong path ends the run in the imports cell with one line naming the setting."""
     params = {"QUICK": True, setting: "/nonexistent/input.json", "OUTPUT_DIR": str(tmp_path)}

@@ -110,6 +110,7 @@ def official(tmp_path_factory):
     return model, folder, archive
 
 
+@pytest.mark.large
 def test_official_fake_is_as_strict_as_the_real_graph(official):
     _, folder, _ = official
     fn = tf.saved_model.load(str(folder / "saved_model")).signatures["serving_default"]
@@ -124,6 +125,7 @@ def test_official_fake_is_as_strict_as_the_real_graph(official):
 
 
 @pytest.mark.parametrize("source", ["archive", "folder", "load_official"])
+@pytest.mark.large
 def test_official_fake_loads_and_clips_boxes(official, tmp_path, source):
     model, folder, archive = official
     if source == "archive":

@@ -42,6 +42,7 @@ def _batches(params, count=3):
     return [(images.numpy(), labels["boxes"].numpy()) for images, labels in data.take(count)]
 
 
+@pytest.mark.large
 def test_data_seed_fixes_order_and_augmentation(tiny_shapes):
     # The parser's map runs in parallel threads: only per-example stateless seeds make
     # its augmentation independent of their order.

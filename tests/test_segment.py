@@ -383,6 +383,7 @@ def _expected_centre_labels(kept, height, width):
 
 
 @pytest.mark.parametrize("name", ["mdv5", "serengeti_gt"])
+@pytest.mark.large
 def test_segment_real_camera_traps_and_resume(model_dir, tmp_path, name, capsys):
     try:
         ds = samples.camera_traps(name)
@@ -416,6 +417,7 @@ def test_segment_real_camera_traps_and_resume(model_dir, tmp_path, name, capsys)
     assert "already done (resume)" in capsys.readouterr().out
 
 
+@pytest.mark.large
 def test_segment_output_carries_no_tensorflow_cpp_log_lines(model_dir, tmp_path):
     """TF's C++ logger (``2026-01-01 10:00:00.123456: I/W/E file.cc:12] ...``: CUDA probing,
     CPU feature notes) is silenced before TensorFlow is imported."""

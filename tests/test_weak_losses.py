@@ -210,6 +210,7 @@ def _weak_config(**weights) -> LossConfig:
     return cfg
 
 
+@pytest.mark.large
 def test_weak_losses_reach_the_mask_head_for_unseen_instances():
     model, images, labels = _mask_branch_fixture()
     unseen_only = dict(labels, mask_weights=tf.zeros([1, 3]))
