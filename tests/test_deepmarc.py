@@ -216,6 +216,7 @@ def test_two_cli_steps_write_checkpoint_and_config(trained_dir):
 # --- box-prompted inference ------------------------------------------------------------
 
 
+@pytest.mark.large
 def test_predict_masks_one_per_box(marc_model):
     images = np.stack([_image(50, 90, 0), _image(50, 90, 1)])
     boxes = np.array([[[0.1, 0.1, 0.6, 0.4], [0.2, 0.5, 0.9, 0.9], [0.0, 0.0, 1.0, 1.0]]] * 2)
@@ -224,6 +225,7 @@ def test_predict_masks_one_per_box(marc_model):
     assert np.all((masks >= 0) & (masks <= 1))
 
 
+@pytest.mark.large
 def test_box_frame_matches_model_gardens_serving_transform(marc_model):
     from official.projects.deepmac_maskrcnn.serving import detection
     from official.vision.ops import preprocess_ops
@@ -236,6 +238,7 @@ def test_box_frame_matches_model_gardens_serving_transform(marc_model):
     np.testing.assert_allclose(marc_model.pixel_boxes(boxes, valid), want, atol=1e-4)
 
 
+@pytest.mark.large
 def test_no_boxes_and_boxes_outside_the_image(marc_model):
     images = _image(40, 60)[None]
     empty = marc_model.predict_masks(images, np.zeros((1, 0, 4), np.float32))
@@ -245,6 +248,7 @@ def test_no_boxes_and_boxes_outside_the_image(marc_model):
     assert masks.shape == (1, 4, MASK_SIZE, MASK_SIZE) and np.all(np.isfinite(masks))
 
 
+@pytest.mark.large
 def test_project_predictor_wraps_deepmarc(marc_model):
     predictor = marc_predictor.as_predictor(marc_model)
     image = _image(50, 90)
@@ -255,6 +259,7 @@ def test_project_predictor_wraps_deepmarc(marc_model):
     assert predictor.predict(image, np.zeros((0, 4))).shape == (0, 50, 90)
 
 
+@pytest.mark.large
 def test_predictor_runs_the_box_prompted_protocol(marc_model, tiny_shapes):
     from deepmac_nb.evaluation import runner
 
@@ -374,6 +379,7 @@ def test_segment_camera_traps_with_a_deepmarc_export(marc_saved, tmp_path):
     assert all(a["segmentation"]["counts"] for a in results["annotations"])
 
 
+@pytest.mark.large
 def test_tflite_export_refuses_zero_boxes(marc_model, tmp_path):
     from deepmac_nb.deepmarc import export as marc_export
 

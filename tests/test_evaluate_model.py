@@ -20,7 +20,7 @@ def model_dir(tmp_path_factory):
     return export.save_model_dir(model, tmp_path_factory.mktemp("model"))
 
 
-@pytest.mark.parametrize("protocol", ["gt", "detected"])
+@pytest.mark.parametrize("protocol", ["gt", pytest.param("detected", marks=pytest.mark.large)])
 def test_evaluate_model_dir(model_dir, tiny_shapes, tmp_path, protocol):
     out = tmp_path / "metrics.json"
     args = ["evaluate", "--model", str(model_dir), "--annotations", str(tiny_shapes / "val.json"),

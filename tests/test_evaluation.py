@@ -408,6 +408,7 @@ def test_cli_model_plugs_in_through_the_loader(dataset, tmp_path, monkeypatch):
     assert loaded[1].flip_tta is True and json.loads(out.read_text())["flip_tta"] is True
 
 
+@pytest.mark.large
 def test_cli_flip_tta_reaches_a_real_predictor(dataset, tmp_path, monkeypatch):
     from deepmac_nb import loading
     from deepmac_nb.inference import export

@@ -21,6 +21,15 @@ IN_CHANNELS = 5
 _BIG_CROP_HEADS = ("hourglass52", "hourglass100")
 
 
+# The deepest hourglasses take most of this module's time: their cases run in `make test`.
+_SLOW_HEADS = ("hourglass32", "hourglass52", "hourglass100")
+
+
+def _heads(names) -> list:
+    """``names`` as parameters, the slow heads marked ``large``."""
+    return [pytest.param(n, marks=pytest.mark.large) if n in _SLOW_HEADS else n for n in names]
+
+
 def _size(name: str) -> int:
     return 32 if name in _BIG_CROP_HEADS else 16
 
@@ -66,9 +75,9 @@ def test_resnet4_matches_reference_trainable_count():
     [
         ("hourglass10", 1_608_705),
         ("hourglass20", 5_539_585),
-        ("hourglass32", 10_455_553),
-        ("hourglass52", 23_483_905),
-        ("hourglass100", 47_276_545),
+        pytest.param("hourglass32", 10_455_553, marks=pytest.mark.large),
+        pytest.param("hourglass52", 23_483_905, marks=pytest.mark.large),
+        pytest.param("hourglass100", 47_276_545, marks=pytest.mark.large),
     ],
 )
 def test_hourglass_total_counts_match_reference(name, expected):
@@ -78,7 +87,7 @@ def test_hourglass_total_counts_match_reference(name, expected):
     assert head.count_params() == expected
 
 
-@pytest.mark.parametrize("name", MASK_HEAD_NAMES)
+@pytest.mark.parametrize("name", _heads(MASK_HEAD_NAMES))
 @pytest.mark.parametrize("training", [False, True])
 def test_every_head_keeps_crop_size(name, training):
     size = _size(name)
@@ -88,7 +97,7 @@ def test_every_head_keeps_crop_size(name, training):
     assert np.all(np.isfinite(out.numpy()))
 
 
-@pytest.mark.parametrize("name", MASK_HEAD_NAMES)
+@pytest.mark.parametrize("name", _heads(MASK_HEAD_NAMES))
 def test_zero_instances_gives_empty_logits(name):
     size = _size(name)
     out = _built_head(name)(tf.zeros([0, size, size, IN_CHANNELS]), training=True)
@@ -103,7 +112,7 @@ def test_first_call_with_zero_instances_still_creates_all_weights(name):
     assert count_params(head) == count_params(_built_head(name))
 
 
-@pytest.mark.parametrize("name", MASK_HEAD_NAMES)
+@pytest.mark.parametrize("name", _heads(MASK_HEAD_NAMES))
 def test_config_round_trip_reproduces_outputs(name):
     head = _built_head(name)
     config = head.get_config()

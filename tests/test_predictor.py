@@ -277,6 +277,7 @@ def test_flip_tta_is_mirror_equivariant_on_a_real_model(model_dir, predictor):
     assert not np.allclose(plain, predictor.predict_box_masks(image, boxes), atol=1e-4)
 
 
+@pytest.mark.large
 def test_the_old_attribute_still_switches_flip_tta(model_dir):
     image = _image(40, 64, seed=3)
     boxes = np.array([[0.1, 0.2, 0.7, 0.6]], np.float32)
