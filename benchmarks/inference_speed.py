@@ -133,7 +133,7 @@ def cost_vs_boxes(predictor, image: np.ndarray, out_dir: Path, counts=(1, 10, 10
 def mask_head_flops(model) -> tuple[int, list[int]]:
     """FLOPs of the mask head for one instance, and its input shape ``[1, S, S, C]``."""
     mcfg = model.config.mask
-    channels = 2 * mcfg.use_xy + mcfg.pixel_embedding_dim + mcfg.instance_embedding_dim
+    channels = mcfg.head_input_channels()
     shape = [1, mcfg.mask_size, mcfg.mask_size, channels]
     # The public call wraps the head in tf.cond (for N = 0), and the v1 profiler does not
     # count ops inside cond branch functions; profile the unconditional body instead.

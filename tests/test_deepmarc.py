@@ -106,8 +106,8 @@ def test_cpu_configs_read_deepmacs_data():
 def test_dataset_auto_prep_fills_the_paths(monkeypatch):
     from deepmac_nb.train import data_sources
 
-    fake = {"shapes": ("tr*", "va*", "val.json", "images")}
-    monkeypatch.setattr(data_sources, "_shapes", fake.__getitem__)
+    fake = {("shapes", "default"): ("tr*", "va*", "val.json", "images")}
+    monkeypatch.setattr(data_sources, "_shapes", lambda name, preset: fake[name, preset])
     params = data_sources.prepare_experiment_data(
         experiments.get_experiment("deepmarc_shapes_quick")
     )

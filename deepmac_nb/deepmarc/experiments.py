@@ -45,10 +45,11 @@ class DeepMARCTaskConfig(mg_cfg.DeepMaskHeadRCNNTask):
       dataset: ``shapes`` or ``coco_mini`` makes ``deepmac-nb train`` prepare the
         TFRecords on first use and fill in the input paths; empty = use the paths.
       validation_images: image folder of the validation set (filled in with ``dataset``).
-      seed, deterministic: as Deep-MAC's (``deepmac_nb.train.config``).
+      shapes_preset, seed, deterministic: as Deep-MAC's (``deepmac_nb.train.config``).
     """
 
     dataset: str = ""
+    shapes_preset: str = "default"
     validation_images: str = ""
     seed: int | None = 0
     deterministic: bool = False

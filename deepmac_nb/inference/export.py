@@ -31,6 +31,7 @@ from deepmac_nb import _io
 from deepmac_nb.modeling import crops, preprocess
 from deepmac_nb.modeling.config import DeepMACModelConfig
 from deepmac_nb.modeling.deepmac_model import (
+    IMAGE,
     INSTANCE_EMB,
     PIXEL_EMB,
     DeepMACModel,
@@ -135,7 +136,7 @@ def image_masks_and_raw(model: DeepMACModel, image: tf.Tensor, boxes: tf.Tensor)
     masks are sigmoid probabilities in each box's frame. Traceable (any H, W, N).
     """
     inputs, valid = preprocess.resize_and_pad(image, model.input_hw)
-    raw = model.head(model.backbone(inputs[None], training=False), training=False)
+    raw = model.raw_outputs(inputs[None], training=False)
     model_boxes = crops.sanitize_boxes(preprocess.image_to_model_boxes(boxes, valid))
     last = model.mask_stages(raw)[-1]
     logits = model.stage_mask_logits(raw, last, model_boxes[None], False)
@@ -185,9 +186,11 @@ def tflite_functions(model: DeepMACModel, max_boxes: int) -> list:
 
     @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name="image")])
     def features(image):
-        raw = model.head(model.backbone(image, training=False), training=False)
+        raw = model.raw_outputs(image, training=False)
         stage = model.mask_stages(raw)[-1]
-        keys = [PIXEL_EMB] + [INSTANCE_EMB] * (model.config.mask.instance_embedding_dim > 0)
+        mask_cfg = model.config.mask
+        keys = [PIXEL_EMB] + [INSTANCE_EMB] * (mask_cfg.instance_embedding_dim > 0)
+        keys += [IMAGE] * bool(mask_cfg.image_channels)
         return {key: raw[key][stage] for key in keys}
 
     return [features.get_concrete_function(), _tflite_masks(model, features, max_boxes)]

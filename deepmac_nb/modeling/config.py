@@ -31,6 +31,11 @@ class MaskConfig(hyperparams.Config):
         512 px config); otherwise from every stage, losses averaged over stages.
       crop_method: ``native`` (tf.image.crop_and_resize) or ``matmul`` (builtin ops
         only, for TFLite export).
+      image_channels: an extension of the reference (off in every paper config): the
+        box's ``S x S`` crop of the normalized input image joins the head's input as 3
+        more channels, so the head sees the pixels at input resolution, not only the
+        stride-4 pixel embedding. A small backbone that has not yet learned texture
+        leaves the head nothing to draw an outline from; these channels give it one.
     """
 
     network_type: str = "hourglass100"
@@ -41,6 +46,16 @@ class MaskConfig(hyperparams.Config):
     use_xy: bool = True
     last_stage_only: bool = False
     crop_method: str = "native"
+    image_channels: bool = False
+
+    def head_input_channels(self) -> int:
+        """Channels ``C`` of the ``[N, S, S, C]`` crops the mask head reads."""
+        return (
+            2 * self.use_xy
+            + self.pixel_embedding_dim
+            + self.instance_embedding_dim
+            + 3 * self.image_channels
+        )
 
 
 @dataclasses.dataclass

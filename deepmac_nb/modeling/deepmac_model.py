@@ -28,6 +28,9 @@ from deepmac_nb.modeling.config import DeepMACModelConfig
 
 HEATMAP, SIZE, OFFSET = "ct_heatmaps", "ct_size", "ct_offset"
 PIXEL_EMB, INSTANCE_EMB = "pixel_embedding", "instance_embedding"
+# The normalized model input, one entry per stage like the heads' outputs, present in
+# ``raw_output`` only when ``mask.image_channels`` is on (the mask head then crops it).
+IMAGE = "input_image"
 
 
 class DeepMACModel(tf_keras.Model):
@@ -66,8 +69,17 @@ class DeepMACModel(tf_keras.Model):
         """Sub-models checkpointed separately, so a backbone-only restore is possible."""
         return {"backbone": self.backbone, "head": self.head, "mask_head": self.mask_head}
 
+    def raw_outputs(self, images, training=None) -> dict:
+        """Backbone + heads for ``float32 [B, H_in, W_in, 3]`` inputs: a dict of lists over
+        stages (``HEATMAP``, ``SIZE``, ``OFFSET``, ``PIXEL_EMB``, ``INSTANCE_EMB``, and
+        ``IMAGE`` when ``mask.image_channels`` is on)."""
+        raw = dict(self.head(self.backbone(images, training=training), training=training))
+        if self._mask_cfg.image_channels:
+            raw[IMAGE] = [images] * len(raw[PIXEL_EMB])
+        return raw
+
     def call(self, images, boxes=None, training=None):
-        raw = self.head(self.backbone(images, training=training), training=training)
+        raw = self.raw_outputs(images, training=training)
         outputs = {"raw_output": raw}
         if boxes is not None:
             outputs["mask_logits"] = self.mask_logits(raw, boxes, training=training)
@@ -104,6 +116,11 @@ class DeepMACModel(tf_keras.Model):
             raw[PIXEL_EMB][stage], inst, boxes, cfg.mask_size, use_xy=cfg.use_xy,
             crop_method=cfg.crop_method, indices=indices,
         )  # fmt: skip
+        if cfg.image_channels:
+            pixels = crops.crop_and_resize_flat(
+                raw[IMAGE][stage], boxes, indices, cfg.mask_size, cfg.crop_method
+            )
+            inputs = tf.concat([inputs, pixels], axis=-1)
         return self.mask_head(inputs, training=training)
 
     def decode(self, raw: dict) -> dict:
@@ -131,7 +148,7 @@ class DeepMACModel(tf_keras.Model):
         frame (paste with ``crops.paste_masks``)."""
         inputs, valid = self.preprocess(images)
         model_boxes = preprocess.image_to_model_boxes(tf.cast(boxes, tf.float32), valid)
-        raw = self.head(self.backbone(inputs, training=False), training=False)
+        raw = self.raw_outputs(inputs, training=False)
         last = self.mask_stages(raw)[-1]
         logits = self.stage_mask_logits(raw, last, crops.sanitize_boxes(model_boxes), False)
         return tf.sigmoid(logits)
@@ -144,7 +161,7 @@ class DeepMACModel(tf_keras.Model):
         ``num_detections [B]`` and ``detection_masks [B, K, S, S]`` (box frame).
         """
         inputs, valid = self.preprocess(images)
-        raw = self.head(self.backbone(inputs, training=False), training=False)
+        raw = self.raw_outputs(inputs, training=False)
         dets = self.decode(raw)
         last = self.mask_stages(raw)[-1]
         logits = self.stage_mask_logits(raw, last, dets["detection_boxes"], False)

@@ -65,6 +65,9 @@ class DeepMACTaskConfig(cfg.TaskConfig):
         comma-separated ids. Instances of other classes get boxes but no mask loss.
       dataset: ``shapes`` or ``coco_mini`` makes the ``train`` command prepare the
         TFRecords on first use and fill in the input paths; empty = use the paths.
+      shapes_preset: the generator preset of a shapes ``dataset``
+        (``ShapesConfig.preset``: ``default``, ``classic``, ...); each preset has its own
+        cache folder.
       annotation_file: COCO JSON of the validation set (for mask AP evaluation).
       init_checkpoint_modules: ``backbone`` (fine-tuning: restores the backbone only,
         so a different class count never breaks the restore) or ``all``.
@@ -83,6 +86,7 @@ class DeepMACTaskConfig(cfg.TaskConfig):
     losses: LossConfig = dataclasses.field(default_factory=LossConfig)
     allowed_mask_classes: str = "all"
     dataset: str = ""
+    shapes_preset: str = "default"
     annotation_file: str = ""
     validation_images: str = ""
     init_checkpoint: str = ""

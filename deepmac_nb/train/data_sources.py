@@ -44,7 +44,7 @@ def prepare_experiment_data(params: cfg.ExperimentConfig) -> cfg.ExperimentConfi
     if not task.dataset or task.train_data.input_path:
         return params
     if task.dataset in SHAPES_SETS:
-        train, val, ann, images = _shapes(task.dataset)
+        train, val, ann, images = _shapes(task.dataset, task.shapes_preset)
     elif task.dataset == "coco_mini":
         train, val, ann, images = _coco_mini()
     else:
@@ -57,12 +57,15 @@ def prepare_experiment_data(params: cfg.ExperimentConfig) -> cfg.ExperimentConfi
     return params
 
 
-def _shapes(name: str = "shapes") -> tuple[str, str, str, str]:
+def _shapes(name: str = "shapes", preset: str = "default") -> tuple[str, str, str, str]:
     from deepmac_nb.data import shapes  # lazy: only this dataset needs the generator
 
     num_train, num_val, image_size = SHAPES_SETS[name]
+    config = shapes.ShapesConfig.preset(preset)
     paths = shapes.ensure_shapes_dataset(
-        cache_root() / name,
+        # One folder per preset, so switching presets never regenerates the other.
+        cache_root() / (name if preset == "default" else f"{name}-{preset}"),
+        config=config,
         num_train=num_train,
         num_val=num_val,
         image_size=image_size,

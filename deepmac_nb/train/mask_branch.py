@@ -65,7 +65,7 @@ def augmented_target_logits(model, images, boxes, image_idx, weak, training) -> 
     box_flip = tf.gather(flip, image_idx)
     aug_boxes = augment_boxes(boxes, tf.gather(windows, image_idx), box_flip)
     aug_images = augment_images(images, windows, flip)
-    raw = model.head(model.backbone(aug_images, training=training), training=training)
+    raw = model.raw_outputs(aug_images, training=training)
     out = []
     for stage in model.mask_stages(raw):
         logits = model.flat_mask_logits(raw, stage, aug_boxes, image_idx, training)
