@@ -40,15 +40,24 @@ class Texture:
     duty: float = 0.5
 
 
-def palette(rng: np.random.Generator) -> np.ndarray:
-    """The image's two colours, ``float32 [2, 3]``: a random hue pair 45-90 RGB units
-    apart, so the two tones of every pattern are clearly visible but no tone is unique
-    to objects."""
+def palette(rng: np.random.Generator, hue_spread: float = 1.0) -> np.ndarray:
+    """The image's two colours, ``float32 [2, 3]``: a colour pair 45-90 RGB units apart,
+    so the two tones of every pattern are clearly visible but no tone is unique to
+    objects. ``hue_spread`` 1: any colours; 0: a light and a dark olive (the tones of
+    grass and bark), so images differ in pattern, not in colour."""
     base = rng.uniform(50.0, 205.0, size=3)
     direction = rng.normal(size=3)
+    if hue_spread < 1.0:  # (hue_spread 1 keeps the random stream of generator version 3)
+        base = _OLIVE + hue_spread * (base - _OLIVE)
+        base += rng.uniform(-12.0, 12.0, size=3) * (1.0 - hue_spread)
+        direction = _LIGHTER + hue_spread * (direction - _LIGHTER)
     direction /= max(float(np.linalg.norm(direction)), 1e-6)
     half = 0.5 * rng.uniform(45.0, 90.0) * direction
     return np.clip(np.stack([base - half, base + half]), 0.0, 255.0).astype(np.float32)
+
+
+_OLIVE = np.array([112.0, 118.0, 84.0])
+_LIGHTER = np.array([1.0, 1.0, 0.8])
 
 
 def background_texture(rng: np.random.Generator, period_px: tuple[float, float]) -> Texture:
@@ -63,6 +72,7 @@ def object_texture(
     background: Texture,
     period_px: tuple[float, float],
     duty_shift: tuple[float, float] = (0.2, 0.35),
+    finer: bool = False,
 ) -> Texture:
     """A texture unlike ``background`` in three ways, so the outline is a change of
     texture everywhere: another kind, a period 2-3x finer or coarser (whichever fits in
@@ -71,9 +81,11 @@ def object_texture(
     others = [k for k in KINDS if k != background.kind]
     kind = others[int(rng.integers(len(others)))]
     ratio = float(rng.uniform(2.0, 3.0))
-    coarser, finer = background.period * ratio, background.period / ratio
-    fits = [p for p in (coarser, finer) if period_px[0] <= p <= period_px[1]]
-    period = fits[int(rng.integers(len(fits)))] if fits else max(finer, period_px[0])
+    coarser, fine = background.period * ratio, background.period / ratio
+    fits = [p for p in (coarser, fine) if period_px[0] <= p <= period_px[1]]
+    if finer:  # objects always in the finer pattern: a cue a small CNN picks up at once
+        fits = [max(fine, period_px[0])]
+    period = fits[int(rng.integers(len(fits)))] if fits else max(fine, period_px[0])
     angle = float(rng.uniform(0.0, np.pi))
     shift = float(rng.uniform(*duty_shift))
     up, down = background.duty + shift, background.duty - shift

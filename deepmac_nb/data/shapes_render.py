@@ -58,6 +58,12 @@ class ShapesConfig:
       noise_std: standard deviation of per-pixel, near-Gaussian sensor noise (0-255 units).
       texture_period: camouflage: ``(min, max)`` pattern period as a fraction of
         ``image_size`` (objects and background alike).
+      tone_shift: camouflage: ``(min, max)`` of how far an object's share of the second
+        tone moves from the background's (``camouflage.object_texture``'s ``duty_shift``).
+      hue_spread: camouflage: 1 = each image's two colours drawn from all colours, 0 = a
+        light and a dark olive in every image (``camouflage.palette``).
+      objects_finer: camouflage: objects always get the finer pattern (period 2-3x below
+        the background's), distractors too; otherwise finer or coarser at random.
       contour_prob: camouflage: probability that an object gets a faint dark outline.
       contour_strength: camouflage: the outline darkens by this fraction.
       occluders: camouflage: inclusive ``(min, max)`` thin strokes in the background
@@ -83,6 +89,9 @@ class ShapesConfig:
     blur_sigma: float = 0.5
     noise_std: float = 3.0
     texture_period: tuple[float, float] = (0.025, 0.12)
+    tone_shift: tuple[float, float] = (0.2, 0.35)
+    hue_spread: float = 1.0
+    objects_finer: bool = False
     contour_prob: float = 0.7
     contour_strength: float = 0.15
     occluders: tuple[int, int] = (0, 3)
@@ -94,15 +103,30 @@ class ShapesConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ShapesConfig:
-        """Returns the ``easy``, ``default``, ``hard`` or ``classic`` preset (``classic``:
-        the flat-colour look of generator version 1), with ``overrides`` applied."""
-        presets = {"easy": _EASY, "default": {}, "hard": _HARD, "classic": _CLASSIC}
+        """Returns the preset ``name`` of ``PRESETS``, with ``overrides`` applied.
+
+        ``classic``: the flat-colour look of generator version 1. ``bold``, ``finer`` and
+        ``olive``: camouflage variants measured against the default in docs/results.md
+        (stronger tone shift and finer periods; objects always in the finer pattern; one
+        olive palette for every image)."""
+        presets = {
+            "easy": _EASY,
+            "default": {},
+            "hard": _HARD,
+            "classic": _CLASSIC,
+            "bold": _BOLD,
+            "finer": _FINER,
+            "olive": _OLIVE,
+        }
         if name not in presets:
             raise ValueError(f"Unknown shapes preset {name!r}; choose from {sorted(presets)}.")
         return cls(**{**presets[name], **overrides})
 
 
-PRESETS = ("easy", "default", "hard", "classic")
+PRESETS = ("easy", "default", "hard", "classic", "bold", "finer", "olive")
+_FINER: dict[str, Any] = dict(objects_finer=True)
+_OLIVE: dict[str, Any] = dict(hue_spread=0.0)
+_BOLD: dict[str, Any] = dict(tone_shift=(0.35, 0.5), texture_period=(0.025, 0.07))
 _EASY: dict[str, Any] = dict(
     objects_per_image=(1, 3), aspect_jitter=0.15, rotation_deg=30.0, clutter_count=(0, 1),
     occlusion=0.1, occluders=(0, 0), contour_prob=1.0, contour_strength=0.25, noise_std=2.0,
@@ -207,8 +231,10 @@ def _scene_camouflage(rng, cfg: ShapesConfig, objects: list, masks: list, cover)
     """Background, distractors, objects (draw order), occluders, light: float32 [S, S, 3]."""
     s = cfg.image_size
     periods = (cfg.texture_period[0] * s, cfg.texture_period[1] * s)
-    colors = camo.palette(rng)
-    bg_texture = camo.background_texture(rng, periods)
+    colors = camo.palette(rng, cfg.hue_spread)
+    # Room below the background's period for an object pattern 2-3x finer.
+    bg_periods = (min(3.0 * periods[0], periods[1]), periods[1]) if cfg.objects_finer else periods
+    bg_texture = camo.background_texture(rng, bg_periods)
     background = camo.paint(colors, camo.pattern(rng, bg_texture, s, s))
     img = background.copy()
     size_px = float(np.mean(cfg.scale_range)) * s
@@ -219,12 +245,12 @@ def _scene_camouflage(rng, cfg: ShapesConfig, objects: list, masks: list, cover)
         box = cv2.boundingRect(blob)
         if box[2] and box[3]:
             x, y, w, h = box
-            tex = camo.object_texture(rng, bg_texture, periods)
+            tex = camo.object_texture(rng, bg_texture, periods, cfg.tone_shift, cfg.objects_finer)
             painted, m = _textured(rng, colors, tex, blob, (x, y, x + w, y + h))
             img[y : y + h, x : x + w][m] = painted[m]
     for (_, parts), mask in zip(objects, masks, strict=True):
         box = draw.parts_box(parts, s, s)
-        tex = camo.object_texture(rng, bg_texture, periods)
+        tex = camo.object_texture(rng, bg_texture, periods, cfg.tone_shift, cfg.objects_finer)
         painted, m = _textured(rng, colors, tex, mask, box)
         x0, y0, x1, y1 = box
         painted *= camo.object_shading(rng, y1 - y0, x1 - x0, cfg.shading_strength)
