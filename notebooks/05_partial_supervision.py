@@ -170,7 +170,12 @@ viz.table(tutorial.training_batch_rows(tutorial.quick_params(steps)))
 # ## 4. The mask heads
 #
 # Deep-MAC crops a pixel-embedding map (plus an instance embedding and two coordinate
-# channels) to each box and hands the `S x S` crop to the mask head. The families:
+# channels) to each box and hands the `S x S` crop to the mask head. The quick experiment
+# adds one thing the paper does not have (`mask.image_channels`, flagged as an extension):
+# the box's crop of the image itself, standardized, as three more channels. The
+# laptop-sized backbone here is too small to learn these textures in a few hundred steps;
+# without the extra channels every head drew the same blob, whatever its depth
+# (docs/results.md has the runs). The families:
 #
 # * `conv2`, `conv4`: a few 3x3 convolutions, the classic Mask R-CNN-style head;
 # * `resnet4` ... `resnet20`: stacks of residual blocks;

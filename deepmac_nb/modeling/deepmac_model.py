@@ -120,7 +120,10 @@ class DeepMACModel(tf_keras.Model):
             pixels = crops.crop_and_resize_flat(
                 raw[IMAGE][stage], boxes, indices, cfg.mask_size, cfg.crop_method
             )
-            inputs = tf.concat([inputs, pixels], axis=-1)
+            # Standardized per crop and channel: the head then sees the pattern's contrast
+            # inside the box, whatever the scene's colours and light.
+            mean, var = tf.nn.moments(pixels, axes=[1, 2], keepdims=True)
+            inputs = tf.concat([inputs, (pixels - mean) * tf.math.rsqrt(var + 1e-4)], axis=-1)
         return self.mask_head(inputs, training=training)
 
     def decode(self, raw: dict) -> dict:

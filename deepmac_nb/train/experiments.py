@@ -122,8 +122,11 @@ def deepmac_hg104_1024_coco():
     return paper_experiment("all")
 
 
-def cpu_model(num_classes: int, input_px: int, head: str, nc: int, width: int):
-    """A laptop-sized CenterNet: one HG-10 stack, stride 4."""
+def cpu_model(
+    num_classes: int, input_px: int, head: str, nc: int, width: int, image_channels=False
+):
+    """A laptop-sized CenterNet: one HG-10 stack, stride 4; ``image_channels``: the
+    ``MaskConfig`` extension (the box's standardized image crop joins the head input)."""
     return DeepMACModelConfig(
         num_classes=num_classes,
         max_num_instances=16,
@@ -142,6 +145,7 @@ def cpu_model(num_classes: int, input_px: int, head: str, nc: int, width: int):
             mask_size=32,
             pixel_embedding_dim=16,
             instance_embedding_dim=16,
+            image_channels=image_channels,
         ),
     )
 
@@ -153,12 +157,23 @@ def deepmac_shapes_quick():
     Command: ``deepmac-nb train --experiment deepmac_shapes_quick --model-dir runs/quick``.
     Hardware: 2 CPU cores. Time: ~8 min on idle cores (data generated on first use,
     ~20 s). Recipe: Adam from 4e-3 with cosine decay, scale jitter 0.8-1.25 (textures
-    keep their period within a factor of 1.25). Result: docs/results.md (seen / unseen
-    mask AP with GT boxes, per head and seed).
+    keep their period within a factor of 1.25), and the mask head also reads the box's
+    image crop, standardized (``mask.image_channels``, an extension of the reference:
+    without it this 16-wide backbone learns no texture within 1500 steps and every head
+    draws the same blob). Result: docs/results.md (seen / unseen mask AP with GT boxes,
+    per head and seed; 600 steps, seed 0: hourglass20 44.3 / 22.6 on 100 val images,
+    the ellipse 29.1 / 8.9).
     """
     return cfg.ExperimentConfig(
         task=DeepMACTaskConfig(
-            model=cpu_model(num_classes=8, input_px=128, head="hourglass20", nc=16, width=16),
+            model=cpu_model(
+                num_classes=8,
+                input_px=128,
+                head="hourglass20",
+                nc=16,
+                width=16,
+                image_channels=True,
+            ),
             train_data=DataConfig(
                 global_batch_size=8,
                 shuffle_buffer_size=500,
