@@ -261,3 +261,35 @@ def test_examples_by_class_gives_one_large_instance_per_class_in_order():
     for image, box, _, mask in examples:
         assert image.shape[:2] == mask.shape and mask.sum() >= 300
         assert np.allclose(box, viz.boxes_from_masks(mask[None])[0])
+
+
+def test_class_mean_iou_scores_every_instance_of_each_class():
+    from deepmac_nb.data import shapes
+    from deepmac_nb.evaluation import baselines, mask_sheet
+
+    def filled_box(image, boxes):  # an independent box filler, pixel edges by rounding
+        h, w = image.shape[:2]
+        out = np.zeros((len(boxes), h, w), np.float32)
+        for n, (y0, x0, y1, x1) in enumerate(boxes):
+            out[n, round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)] = 1.0
+        return out
+
+    rows = mask_sheet.class_mean_iou(
+        {"box": baselines.get_mask_fn("box"), "filled": filled_box}, [6, 5], {6: "ring"},
+        num_images=6, min_area=100,
+    )  # fmt: skip
+    config = shapes.ShapesConfig(image_size=128)
+    want: dict[int, list[float]] = {6: [], 5: []}
+    for index in range(6):
+        _, instances = shapes.render_image(index, shapes.VAL_SEED_OFFSET, config)
+        for cid, mask in instances:
+            if cid in want and mask.sum() >= 100:
+                ys, xs = np.nonzero(mask)
+                box = np.zeros_like(mask)
+                box[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
+                want[cid].append((mask & box).sum() / (mask | box).sum())
+    assert [r["class"] for r in rows] == ["ring", "5"]
+    for row, cid in zip(rows, (6, 5), strict=True):
+        assert row["instances"] == len(want[cid]) > 0
+        assert row["filled"] == pytest.approx(np.mean(want[cid]), abs=2e-3)
+        assert row["box"] == pytest.approx(row["filled"], abs=2e-3)
