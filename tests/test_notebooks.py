@@ -122,7 +122,9 @@ def test_trained_step_reads_the_checkpoint_file(tmp_path):
 
 def test_quick_model_dirs_live_in_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("DEEPMAC_NB_CACHE", str(tmp_path))
-    assert tutorial.quick_model_dir() == tmp_path / "models" / "deepmac_shapes_quick-300"
+    assert tutorial.quick_model_dir(300) == tmp_path / "models" / "deepmac_shapes_quick-300"
+    default = f"deepmac_shapes_quick-{tutorial.QUICK_STEPS}"  # 100 in the suite (conftest)
+    assert tutorial.quick_model_dir() == tmp_path / "models" / default
     assert tutorial.quick_model_dir(None, "conv2").name == "deepmac_shapes_quick-conv2-full"
 
 
