@@ -193,8 +193,9 @@ viz.table(iou_rows)
 
 # %% [markdown]
 # Four objects are few, and the first one of each class is not chosen to flatter anyone:
-# it can be a hard case. The mean IoU over every unseen object of the evaluated images
-# is the fairer picture:
+# it can be a hard case. The mean IoU over every unseen object of the evaluated shapes
+# images (the shapes set, like the sheet, also with your own `ANNOTATIONS`) is the fairer
+# picture:
 
 # %%
 viz.table(mask_sheet.class_mean_iou(methods, [6, 7, 5, 8], names, num_images=max_images or 200))

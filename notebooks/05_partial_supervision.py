@@ -127,8 +127,8 @@ viz.table(rows)
 
 # %% [markdown]
 # Read the `unseen AP` column and the `unseen/seen` ratio. The evaluation above uses
-# the first 40 validation images in QUICK mode (the seed columns: all 200, several
-# trainings), so expect a point or two of difference between the two. A learned head has
+# the first 40 validation images in QUICK mode (the seed columns: the benchmark's first
+# 100, several trainings), so expect a point or two of difference between the two. A learned head has
 # to beat every classical row on unseen shapes to be worth anything; the deep head should
 # also keep a larger share of its seen-class quality than the shallow one.
 #

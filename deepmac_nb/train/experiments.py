@@ -162,8 +162,9 @@ def deepmac_shapes_quick():
     without it this 16-wide backbone learns no texture within 1500 steps and every head
     draws the same blob). Result (seen / unseen box-prompted mask AP, first 100 val
     images, 600 steps, seeds 0-2): hourglass20 44.0 +- 1.9 / 22.4 +- 0.5, conv2 (with
-    ``--mask-head conv2``) 34.3 +- 0.9 / 14.6 +- 0.8, the inscribed ellipse 29.1 / 8.9;
-    docs/results.md.
+    ``--mask-head conv2``) 34.3 +- 0.9 / 14.6 +- 0.8, the inscribed ellipse 29.1 / 8.9, on
+    a second draw of the val images; the shipped seed-0 heads score 46.9 / 19.8 and
+    33.3 / 12.9 on the canonical 200 (docs/results.md).
     """
     return cfg.ExperimentConfig(
         task=DeepMACTaskConfig(

@@ -65,6 +65,7 @@ def ensure_quick_model(
     """
     model_dir = quick_model_dir(steps, head)
     params = quick_params(steps, head)
+    _set_aside_if_other_recipe(model_dir, params)
     if trained_step(model_dir) >= params.trainer.train_steps:
         return model_dir
     from deepmac_nb.train import params as train_params
@@ -74,6 +75,26 @@ def ensure_quick_model(
     print(f"Training {model_dir.name} ({params.trainer.train_steps} steps) ...", flush=True)
     (train_fn or runner.train)(params, model_dir)
     return model_dir
+
+
+def _set_aside_if_other_recipe(model_dir: Path, params) -> None:
+    """A cached quick model trained with another model config (an older recipe) is
+    renamed to ``<name>.old-<n>``, so it is neither reused nor resumed (its weights may not
+    even fit) and nothing is deleted."""
+    import yaml
+
+    saved = model_dir / "params.yaml"
+    if not saved.is_file():
+        return
+    stored = (yaml.safe_load(saved.read_text()) or {}).get("task", {}).get("model")
+    current = yaml.safe_load(yaml.safe_dump(params.as_dict()["task"]["model"]))
+    if stored == current:
+        return
+    n = 1
+    while model_dir.with_name(f"{model_dir.name}.old-{n}").exists():
+        n += 1
+    aside = model_dir.rename(model_dir.with_name(f"{model_dir.name}.old-{n}"))
+    print(f"{model_dir.name} was trained with another model config; kept as {aside.name}.")
 
 
 def quick_eval_set() -> tuple[Path, Path]:
