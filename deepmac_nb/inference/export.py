@@ -1,8 +1,6 @@
-"""Model artifacts: training model dirs in, SavedModel and builtin-ops TFLite out.
+"""Model artifacts: training model dirs in (``modeling.model_dir``), SavedModel and
+builtin-ops TFLite out.
 
-* A *model dir* is what Model Garden's train loop writes: ``params.yaml`` (the experiment
-  config; the model is under ``task.model``) and ``ckpt-<step>`` checkpoints whose item
-  ``model`` is the Keras ``DeepMACModel``.
 * The *SavedModel* has the official DeepMAC signature ``serving_default``: inputs
   ``input_tensor`` uint8 ``[1, H, W, 3]`` and ``boxes`` float32 ``[1, N, 4]`` normalized
   ``[ymin, xmin, ymax, xmax]`` to the given image; outputs ``detection_masks`` float32
@@ -25,20 +23,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import tensorflow as tf
-import yaml
 
 from deepmac_nb import _io
 from deepmac_nb.modeling import crops, preprocess
-from deepmac_nb.modeling.config import DeepMACModelConfig
-from deepmac_nb.modeling.deepmac_model import (
-    IMAGE,
-    INSTANCE_EMB,
-    PIXEL_EMB,
-    DeepMACModel,
-    build_deepmac_model,
+from deepmac_nb.modeling.deepmac_model import IMAGE, INSTANCE_EMB, PIXEL_EMB, DeepMACModel
+
+# Model-dir I/O lives in modeling.model_dir; these names stay importable from here.
+from deepmac_nb.modeling.model_dir import (  # noqa: F401
+    PARAMS_FILE,
+    _apply_overrides,
+    _built,
+    load_model_dir,
+    model_config_from_params,
+    rebuild,
+    save_model_dir,
 )
 
-PARAMS_FILE = "params.yaml"
 SIGNATURE = "serving_default"
 TFLITE_FEATURES, TFLITE_MASKS = "features", "masks"  # TFLite signature keys
 DEFAULT_TFLITE_BOXES = 16
@@ -47,86 +47,6 @@ SERVING_INPUTS = (
     tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor"),
     tf.TensorSpec([1, None, 4], tf.float32, name="boxes"),
 )
-
-
-def model_config_from_params(params: dict) -> DeepMACModelConfig:
-    """``DeepMACModelConfig`` from a parsed ``params.yaml`` (its ``task.model`` block)."""
-    model_params = (params or {}).get("task", {}).get("model")
-    if not isinstance(model_params, dict):
-        raise ValueError(f"{PARAMS_FILE} has no 'task: model:' block with the model config.")
-    config = DeepMACModelConfig()
-    config.override(model_params, is_strict=False)
-    return config
-
-
-def _built(config: DeepMACModelConfig) -> DeepMACModel:
-    """Builds a model and creates all its variables with one call on zeros (with a box)."""
-    model = build_deepmac_model(config)
-    height, width = model.input_hw
-    model(tf.zeros([1, height, width, 3]), boxes=tf.zeros([1, 1, 4]), training=False)
-    return model
-
-
-def load_model_dir(
-    model_dir: str | Path, crop_method: str | None = None, input_px: int | None = None
-) -> DeepMACModel:
-    """Builds the model of ``params.yaml`` and restores the latest ``ckpt-*`` of ``model_dir``.
-
-    ``crop_method`` / ``input_px`` override ``mask.crop_method`` / the square input size
-    (the network is fully convolutional, so the weights fit any input size).
-    Raises ``ValueError`` when the folder, its config or a matching checkpoint is missing.
-    """
-    model_dir = Path(model_dir)
-    params_path = model_dir / PARAMS_FILE
-    if not params_path.is_file():
-        raise ValueError(f"{model_dir} is not a model dir: no {PARAMS_FILE} in it.")
-    config = model_config_from_params(yaml.safe_load(params_path.read_text()))
-    _apply_overrides(config, crop_method, input_px)
-    checkpoint = tf.train.latest_checkpoint(str(model_dir))
-    if checkpoint is None:
-        raise ValueError(f"{model_dir} has {PARAMS_FILE} but no checkpoint (ckpt-<step>).")
-    model = _built(config)
-    try:
-        status = tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError) as exc:  # missing variables / wrong shapes
-        raise ValueError(f"{checkpoint} does not match the model of {params_path}: {exc}") from exc
-    return model
-
-
-def _apply_overrides(config, crop_method: str | None, input_px: int | None) -> None:
-    if crop_method is not None:
-        config.mask.crop_method = crop_method
-    if input_px is not None:
-        config.input_size = [int(input_px), int(input_px), 3]
-
-
-def save_model_dir(model: DeepMACModel, model_dir: str | Path, step: int = 1) -> Path:
-    """Writes ``model`` as a model dir (``params.yaml`` + ``ckpt-<step>``), as training does.
-
-    For tests and demos; ``load_model_dir`` reads it back. The model must be built.
-    """
-    model_dir = Path(model_dir)
-    manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=model), str(model_dir), max_to_keep=1
-    )
-    manager.save(checkpoint_number=step)
-    params = {"task": {"model": model.config.as_dict()}}
-    _io.write_text(model_dir / PARAMS_FILE, yaml.safe_dump(params, sort_keys=False))
-    return model_dir
-
-
-def rebuild(model: DeepMACModel, crop_method: str | None = None, input_px: int | None = None):
-    """A copy of ``model`` with the same weights and a different crop method / input size."""
-    config = DeepMACModelConfig()
-    config.override(model.config.as_dict(), is_strict=False)
-    _apply_overrides(config, crop_method, input_px)
-    clone = _built(config)
-    weights = model.get_weights()
-    if [w.shape for w in clone.get_weights()] != [w.shape for w in weights]:
-        raise ValueError("rebuild: the model's weights do not fit its own config; call it once.")
-    clone.set_weights(weights)
-    return clone
 
 
 def image_masks_and_raw(model: DeepMACModel, image: tf.Tensor, boxes: tf.Tensor):
