@@ -131,6 +131,17 @@ def mask_sheet(
     return fig, rows
 
 
+def _val_images(start: int, count: int):
+    """Yields ``(image, instances)`` of shapes val images ``start .. start + count - 1``:
+    the val split of seed 0 at the cached set's size, as the quick experiment has it."""
+    from deepmac_nb.data import shapes
+    from deepmac_nb.train import data_sources
+
+    config = shapes.ShapesConfig(image_size=data_sources.SHAPES_IMAGE_SIZE)
+    for index in range(start, start + count):
+        yield shapes.render_image(index, shapes.VAL_SEED_OFFSET, config)
+
+
 def examples_by_class(
     class_ids: Sequence[int], min_area: int = 400, start: int = 0, max_images: int = 200
 ) -> list[tuple]:
@@ -138,14 +149,9 @@ def examples_by_class(
     image ``start`` on, with at least ``min_area`` visible pixels. Returns ``(image, box
     [4] normalized, category_id, mask bool [H, W])`` tuples for ``mask_sheet``."""
     from deepmac_nb import viz
-    from deepmac_nb.data import shapes
-    from deepmac_nb.train import data_sources
 
-    # The val split of seed 0 at the cached set's size, as the quick experiment has it.
-    config = shapes.ShapesConfig(image_size=data_sources.SHAPES_IMAGE_SIZE)
     found: dict[int, tuple] = {}
-    for index in range(start, start + max_images):
-        image, instances = shapes.render_image(index, shapes.VAL_SEED_OFFSET, config)
+    for image, instances in _val_images(start, max_images):
         for cid, mask in instances:
             if cid in class_ids and cid not in found and mask.sum() >= min_area:
                 box = viz.boxes_from_masks(mask[None])[0]
@@ -167,13 +173,9 @@ def class_mean_iou(
     numbers behind a sheet whose few rows may be atypical. Rows: ``{"class",
     "instances", <method>: mean IoU, ...}``."""
     from deepmac_nb import viz, widgets
-    from deepmac_nb.data import shapes
-    from deepmac_nb.train import data_sources
 
-    config = shapes.ShapesConfig(image_size=data_sources.SHAPES_IMAGE_SIZE)
     scores: dict[int, dict[str, list[float]]] = {c: {m: [] for m in methods} for c in class_ids}
-    for index in range(num_images):
-        image, instances = shapes.render_image(index, shapes.VAL_SEED_OFFSET, config)
+    for image, instances in _val_images(0, num_images):
         kept = [(c, m) for c, m in instances if c in scores and m.sum() >= min_area]
         if not kept:
             continue
