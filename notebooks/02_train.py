@@ -162,6 +162,8 @@ if LAUNCH_TENSORBOARD:
 # latest checkpoint stays usable and training again resumes from it.
 
 # %%
+if shared:  # a shared quick model trained with an older recipe is kept aside, not resumed
+    tutorial.set_aside_if_other_recipe(model_dir, params)
 train_params.claim_model_dir(model_dir, EXPERIMENT)
 start = time.perf_counter()
 viz.LiveLossCurve(model_dir, interval=15).run(runner.train, params, model_dir, strategy=STRATEGY)

@@ -55,6 +55,7 @@ from deepmac_nb.tutorial.quick_model import (
     quick_eval_set,
     quick_model_dir,
     quick_params,
+    set_aside_if_other_recipe,
     trained_step,
 )
 
@@ -93,6 +94,7 @@ __all__ = [
     "repo_path",
     "require_path",
     "results_rows",
+    "set_aside_if_other_recipe",
     "shapes_example",
     "trained_step",
     "training_batch_rows",

@@ -65,7 +65,7 @@ def ensure_quick_model(
     """
     model_dir = quick_model_dir(steps, head)
     params = quick_params(steps, head)
-    _set_aside_if_other_recipe(model_dir, params)
+    set_aside_if_other_recipe(model_dir, params)
     if trained_step(model_dir) >= params.trainer.train_steps:
         return model_dir
     from deepmac_nb.train import params as train_params
@@ -77,7 +77,7 @@ def ensure_quick_model(
     return model_dir
 
 
-def _set_aside_if_other_recipe(model_dir: Path, params) -> None:
+def set_aside_if_other_recipe(model_dir: Path, params) -> None:
     """A cached quick model trained with another model config (an older recipe) is
     renamed to ``<name>.old-<n>``, so it is neither reused nor resumed (its weights may not
     even fit) and nothing is deleted."""
