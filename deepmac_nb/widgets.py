@@ -168,35 +168,65 @@ class CameraTrapViewer:
             return np.full((240, 320, 3), 96, np.uint8)
         return viz.resize_max_side(photo, self.max_side)
 
-    def masks(self) -> np.ndarray:
-        """bool ``[N, h, w]`` masks of every detection of the current image (current model)."""
-        key = (self.model_select.value, self.image_slider.value)
-        if key not in self._masks:
-            boxes = np.array([d.box for d in self.entry.detections], np.float32).reshape(-1, 4)
-            model = self.models[self.model_select.value]
-            self._masks[key] = model_masks(model, self.image(), boxes)
-        return self._masks[key]
+    def masks(self, index: int | None = None, model: str | None = None) -> np.ndarray:
+        """bool ``[N, h, w]`` masks of every detection of image ``index`` by ``model`` (a
+        name in ``models``); the controls' current image and model by default."""
+        index = self.image_slider.value if index is None else index
+        model = self.model_select.value if model is None else model
+        if (model, index) not in self._masks:
+            boxes = [d.box for d in self.entries[index].detections]
+            boxes = np.array(boxes, np.float32).reshape(-1, 4)
+            self._masks[model, index] = model_masks(self.models[model], self.image(index), boxes)
+        return self._masks[model, index]
 
-    def shown(self) -> list[int]:
-        """Indices (into the entry's detections) passing the threshold and category filter."""
+    def shown(self, index: int | None = None) -> list[int]:
+        """Indices (into image ``index``'s detections; the current image by default)
+        passing the threshold and category filter."""
+        entry = self.entry if index is None else self.entries[index]
         wanted = set(self.category_select.value)
         return [
             i
-            for i, d in enumerate(self.entry.detections)
+            for i, d in enumerate(entry.detections)
             if d.conf >= self.conf_slider.value and d.category in wanted
         ]
 
-    def render(self) -> np.ndarray:
-        """The current picture: shown masks tinted (higher confidence on top) and boxed."""
-        detections = self.entry.detections
-        order = sorted(self.shown(), key=lambda i: detections[i].conf)
-        masks = self.masks()[order] if order else np.zeros((0, *self.image().shape[:2]), bool)
+    def render(self, index: int | None = None, model: str | None = None) -> np.ndarray:
+        """A picture: the shown masks tinted (higher confidence on top) and boxed. By
+        default the controls' image and model; ``index`` / ``model`` draw another without
+        touching the controls."""
+        index = self.image_slider.value if index is None else index
+        detections = self.entries[index].detections
+        order = sorted(self.shown(index), key=lambda i: detections[i].conf)
+        image = self.image(index)
+        masks = self.masks(index, model)[order] if order else np.zeros((0, *image.shape[:2]), bool)
         boxes = np.array([detections[i].box for i in order], np.float32).reshape(-1, 4)
         labels = [f"{detections[i].category} {detections[i].conf:.2f}" for i in order]
         colors = [viz.color(i) for i in order]
         return viz.overlay_masks(
-            self.image(), masks, boxes, self.opacity_slider.value, labels=labels, colors=colors
+            image, masks, boxes, self.opacity_slider.value, labels=labels, colors=colors
         )
+
+    def compare(
+        self, models: Sequence[str], count: int = 4, zoom: float | None = 0.15
+    ) -> tuple[list, list[str]]:
+        """``(tiles, titles)`` for ``viz.contact_sheet(..., ncols=len(models))``: the first
+        ``count`` images with a shown detection, one row each, drawn by every model of
+        ``models`` (names in ``models``) side by side. With ``zoom`` each tile is cut to
+        the shown boxes' union grown by that share of its side (masks are small in camera
+        trap photos); None keeps the whole photo. The controls are not changed."""
+        unknown = [name for name in models if name not in self.models]
+        if unknown:
+            raise ValueError(f"unknown model names {unknown}; known: {list(self.models)}")
+        rows = [i for i in range(len(self.entries)) if self.shown(i)][:count]
+        tiles, titles = [], []
+        for i in rows:
+            boxes = np.array([self.entries[i].detections[k].box for k in self.shown(i)])
+            union = [*boxes[:, :2].min(axis=0), *boxes[:, 2:].max(axis=0)]
+            for name in models:
+                tile = self.render(i, name)
+                tiles.append(tile if zoom is None else viz.crop_box(tile, union, zoom))
+                titles.append(f"{self.entries[i].key}: {name}")
+        return tiles, titles
 
     def refresh(self) -> None:
         """Redraws ``view`` and ``info`` from the current control values."""

@@ -36,7 +36,8 @@ def test_notebook_04_runs_offline_from_downloads(tmp_path, monkeypatch):
     monkeypatch.delenv("no_proxy", raising=False)
     out = tmp_path / "out"
     nb = demo.execute_notebook(
-        NOTEBOOK, {"MODEL": str(model_dir), "OUTPUT_DIR": str(out), "MAX_IMAGES": 10},
+        NOTEBOOK, {"MODEL": str(model_dir), "OUTPUT_DIR": str(out), "MAX_IMAGES": 10,
+                   "ADAPT_STEPS": 0},
         timeout=600, kernel_log=tmp_path / "kernel.log",
     )  # fmt: skip
     text = json.dumps([c.get("outputs", []) for c in nb.cells])

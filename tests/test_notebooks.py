@@ -143,6 +143,54 @@ def test_auto_model_order_official_coco_quick(monkeypatch, tmp_path):
     assert tutorial._auto_model(photos=True) == "official"
 
 
+def test_adaptable_model_dir_never_picks_a_savedmodel(monkeypatch, tmp_path):
+    monkeypatch.setenv("DEEPMAC_NB_CACHE", str(tmp_path))
+    monkeypatch.setattr(tutorial, "ensure_quick_model", lambda steps: tmp_path / f"quick-{steps}")
+    assert tutorial.adaptable_model_dir("official", 7)[0] == tmp_path / "quick-7"
+    with pytest.raises(tutorial.MissingInput, match="No trained COCO-mini model"):
+        tutorial.adaptable_model_dir("coco")
+    coco = tutorial.coco_model_dir()
+    coco.mkdir(parents=True)
+    (coco / "checkpoint").write_text('model_checkpoint_path: "ckpt-3000"\n')
+    (coco / "params.yaml").write_text("task: {}\n")
+    for setting in ("auto", "official", "coco"):
+        assert tutorial.adaptable_model_dir(setting)[0] == coco
+    saved_model = tmp_path / "exported"
+    saved_model.mkdir()
+    (saved_model / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(tutorial.MissingInput, match="not a trained model dir"):
+        tutorial.adaptable_model_dir(str(saved_model))
+    assert tutorial.adaptable_model_dir(str(coco))[0] == coco
+
+
+def test_adapted_model_dir_reuses_a_newer_result_and_redoes_a_stale_one(monkeypatch, tmp_path):
+    import os
+
+    from deepmac_nb.train import adapt
+
+    source = tmp_path / "M"
+    source.mkdir()
+    (source / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"\n')
+    calls = []
+
+    def fake_adapt(model_dir, detections, images, out, options):
+        calls.append((Path(model_dir), options.steps, options.min_conf, options.categories))
+        out.mkdir(parents=True)
+        (out / adapt.SUMMARY_FILE).write_text("{}")
+        return {"images": 1, "boxes": 2, "min_conf": options.min_conf, "steps": options.steps}
+
+    monkeypatch.setattr(adapt, "adapt", fake_adapt)
+    args = (source, tmp_path / "md.json", tmp_path, tmp_path / "adapted")
+    out = tutorial.adapted_model_dir(*args, steps=3, categories=["animal"])
+    assert out == tmp_path / "adapted" / "M-adapted-3"
+    assert calls == [(source, 3, 0.8, ("animal",))]
+    assert tutorial.adapted_model_dir(*args, steps=3) == out and len(calls) == 1  # reused
+    later = (out / adapt.SUMMARY_FILE).stat().st_mtime + 10
+    os.utime(source / "checkpoint", (later, later))  # the source was trained again
+    assert tutorial.adapted_model_dir(*args, steps=3) == out and len(calls) == 2
+    assert sorted(p.name for p in out.parent.iterdir()) == ["M-adapted-3"]  # no stale copy
+
+
 def test_iwildcam_inputs_given_missing_and_kaggle(tmp_path, monkeypatch):
     md = tmp_path / "md.json"
     md.write_text("{}")
@@ -333,8 +381,12 @@ def test_03_evaluate_writes_split_metrics_for_model_and_baselines(tmp_path):
 def test_04_iwildcam_writes_label_pngs(tmp_path):
     from deepmac_nb.inference import megadetector
 
-    out, text = _executed("04_iwildcam_visualize", tmp_path)
+    out, text = _executed("04_iwildcam_visualize", tmp_path, ADAPT_STEPS=3)
     assert "camera-trap sample set" in text and "images written" in text
+    # section 4: the quick model adapted on the 12 confident MDv5 boxes of 7 photos
+    (adapted,) = (out / "adapted").iterdir()
+    assert adapted.name.endswith("-adapted-3") and (adapted / "ckpt-3.index").is_file()
+    assert "adapted on 7 images, 12 boxes" in text
     sample = samples.camera_traps("mdv5")
     entries = megadetector.read_detections(sample.detections, sample.images).images[:12]
     for entry in entries:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deepmac_nb import widgets
+from deepmac_nb import viz, widgets
 from deepmac_nb.evaluation import baselines
 from deepmac_nb.inference import megadetector
 
@@ -122,6 +122,28 @@ def test_category_filter_and_model_selector(camera_traps):
     np.testing.assert_array_equal(
         viewer.masks()[0], baselines.box_masks(viewer.image(), [viewer.entry.detections[0].box])[0]
     )
+
+
+def test_compare_draws_each_image_with_each_model_and_leaves_the_controls(camera_traps):
+    viewer = _viewer(camera_traps, min_conf=0.5)
+    viewer.model_select.value = "box"
+    state = [c.value for c in viewer.controls]
+    tiles, titles = viewer.compare(["fake", "box"], zoom=None)
+    assert titles == ["img1: fake", "img1: box", "img2: fake", "img2: box"]  # img0: none
+    assert [c.value for c in viewer.controls] == state
+    viewer.image_slider.value = 2
+    viewer.model_select.value = "fake"
+    np.testing.assert_array_equal(tiles[2], viewer.render())  # same as through the controls
+    zoomed, _ = viewer.compare(["fake"], count=1, zoom=0.0)  # img1's shown box only
+    box = viewer.entries[1].detections[0].box  # x 0.1-0.5, y 0.1-0.6 of 64 x 48
+    np.testing.assert_array_equal(zoomed[0], viz.crop_box(tiles[0], box, 0.0))
+    assert zoomed[0].shape == (25, 26, 3)  # rows 4..28, columns 6..31
+    dim = FakePredictor(value=0.0)  # empty masks: the tint must differ from the filled box
+    viewer.models["dim"] = dim
+    dark, _ = viewer.compare(["dim"], count=1)
+    assert not np.array_equal(dark[0], tiles[0])
+    with pytest.raises(ValueError, match="unknown model names"):
+        viewer.compare(["nope"])
 
 
 def test_an_unreadable_photo_shows_a_placeholder_and_the_reason(camera_traps):

@@ -9,8 +9,11 @@
   * ``lessons``: ``shapes_example``, ``unseen_examples``, ``mask_grid``,
     ``mask_head_parameter_counts``, ``training_batch_rows``, ``find_results`` /
     ``ablation_table``;
+  * ``adapting``: ``adapted_model_dir``, notebook 04's boxes-only fine-tuning of a model
+    dir on the camera-trap detections;
   * here: ``load_predictor``, ``"official"`` / ``"coco"`` / ``"quick"`` / ``"auto"`` / a
-    path -> ``Predictor`` (``"auto"`` probes the network).
+    path -> ``Predictor`` (``"auto"`` probes the network), and ``adaptable_model_dir``,
+    the same setting -> a model dir ``adapt`` can fine-tune.
 
 Every name is importable from ``deepmac_nb.tutorial``. ``deepmac_nb.demo`` runs the
 notebooks themselves; ``deepmac_nb.evaluation.evaluate`` scores a model.
@@ -22,6 +25,7 @@ import socket
 from pathlib import Path
 
 from deepmac_nb import pretrained
+from deepmac_nb.tutorial.adapting import adapted_model_dir
 from deepmac_nb.tutorial.inputs import (
     KAGGLE_INPUT,
     REPO_ROOT,
@@ -74,6 +78,8 @@ __all__ = [
     "RESULTS_CANDIDATES",
     "MissingInput",
     "ablation_table",
+    "adaptable_model_dir",
+    "adapted_model_dir",
     "cache_dir",
     "coco_inputs",
     "coco_model_dir",
@@ -141,9 +147,7 @@ def load_predictor(model: str = "auto", steps: int | None = QUICK_STEPS, photos:
     if model == "official":
         return pretrained.load_official(), f"official {pretrained.MODEL_NAME} (COCO)"
     if model == "coco":
-        path = coco_model_dir()
-        if not trained_step(path):
-            raise MissingInput(f"No trained COCO-mini model in {path}. {coco_model_dir.__doc__}")
+        path = _trained_coco_dir()
         # Flip TTA is part of the recipe: 35.8 non-VOC AP over 2 seeds.
         predictor = loading.from_model_dir(path, flip_tta=True)
         return predictor, f"COCO-mini model ({COCO_EXPERIMENT}, flip TTA)"
@@ -154,7 +158,37 @@ def load_predictor(model: str = "auto", steps: int | None = QUICK_STEPS, photos:
     return loading.load(path), f"model at {path}"
 
 
+def _trained_coco_dir() -> Path:
+    path = coco_model_dir()
+    if not trained_step(path):
+        raise MissingInput(f"No trained COCO-mini model in {path}. {coco_model_dir.__doc__}")
+    return path
+
+
 def _auto_model(photos: bool) -> str:
     if pretrained.is_cached("deepmac") or online():
         return "official"
     return "coco" if photos and trained_step(coco_model_dir()) else "quick"
+
+
+def adaptable_model_dir(model: str = "auto", steps: int | None = QUICK_STEPS) -> tuple[Path, str]:
+    """``(model dir, description)`` that ``adapt`` can start from for ``model``.
+
+    ``"auto"`` and ``"official"`` take the COCO-mini model when it is trained, else the
+    quick shapes model (trained now if missing); ``"coco"`` and ``"quick"`` take those;
+    a path must be a Deep-MAC model dir (``params.yaml`` and a checkpoint).
+    """
+    if model == "coco" or (model in ("auto", "official") and trained_step(coco_model_dir())):
+        return _trained_coco_dir(), f"COCO-mini model ({COCO_EXPERIMENT})"
+    if model in ("auto", "official"):
+        model = "quick"
+    if model == "quick":
+        model_dir = ensure_quick_model(steps)
+        return model_dir, f"quick shapes model ({model_dir.name})"
+    path = require_path(model, "MODEL")
+    if not ((path / "params.yaml").is_file() and trained_step(path)):
+        raise MissingInput(
+            f"MODEL={path} is not a trained model dir (params.yaml and ckpt-<step>); adapt "
+            "fine-tunes model dirs, not exported SavedModels or TFLite files."
+        )
+    return path, f"model at {path}"
