@@ -90,13 +90,15 @@ out.mkdir(parents=True, exist_ok=True)
 # Hourglass-104 trained on COCO, downloaded once) when `download.tensorflow.org`
 # answers, and otherwise the project's quick model: the `deepmac_shapes_quick`
 # experiment, trained on synthetic shapes with masks for only four of its eight classes.
-# It is cached under `$DEEPMAC_NB_CACHE` and shared by all notebooks.
+# It is cached under `$DEEPMAC_NB_CACHE` and shared by all notebooks. It is made for the
+# shapes below: on a photo of your own (`IMAGE`) it is weaker than an inscribed ellipse,
+# and the banner says so.
 
 # %%
 predictor, description = tutorial.load_predictor(
     MODEL, steps=tutorial.QUICK_STEPS if QUICK else None
 )
-display(Markdown(f"> **Model used in this notebook:** {description}"))
+display(Markdown(tutorial.model_banner(description, photos=IMAGE is not None)))
 
 # %% [markdown]
 # ## 2. An image and boxes

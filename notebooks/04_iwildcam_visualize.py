@@ -138,7 +138,7 @@ predictor, description = tutorial.load_predictor(
     MODEL, steps=tutorial.QUICK_STEPS if QUICK else None, photos=True
 )
 # A banner, not a log line: offline (Kaggle with internet off) the stand-in model runs.
-display(Markdown(f"> **Model used for every mask below:** {description}"))
+display(Markdown(tutorial.model_banner(description, photos=True)))
 
 # %% [markdown]
 # ## 3. iWildCam PNGs

@@ -41,7 +41,7 @@ def test_notebook_04_runs_offline_from_downloads(tmp_path, monkeypatch):
         timeout=600, kernel_log=tmp_path / "kernel.log",
     )  # fmt: skip
     text = json.dumps([c.get("outputs", []) for c in nb.cells])
-    assert f"model at {model_dir}" in text and "Model used for every mask below" in text
+    assert f"model at {model_dir}" in text and "Model used for the masks below" in text
     images = tmp_path / "cache" / "camera_traps" / "images"
     assert len(list(images.glob("*.jp*g"))) == 14
     summary = json.loads((out / "iwildcam" / segment_cli.SUMMARY_FILE).read_text())

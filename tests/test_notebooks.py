@@ -143,6 +143,16 @@ def test_auto_model_order_official_coco_quick(monkeypatch, tmp_path):
     assert tutorial._auto_model(photos=True) == "official"
 
 
+def test_model_banner_warns_on_photos_for_the_offline_models_only():
+    quick = f"{tutorial.QUICK_LABEL} (deepmac_shapes_quick-300)"
+    assert "Note" not in tutorial.model_banner(quick)  # on shapes the quick model is the tool
+    assert "weaker than an inscribed ellipse" in tutorial.model_banner(quick, photos=True)
+    coco = tutorial.model_banner(f"{tutorial.COCO_LABEL} (x, flip TTA)", photos=True)
+    assert "ties an inscribed ellipse" in coco
+    assert "Note" not in tutorial.model_banner("official deepmac (COCO)", photos=True)
+    assert "Note" not in tutorial.model_banner("model at /m", photos=True)
+
+
 def test_adaptable_model_dir_never_picks_a_savedmodel(monkeypatch, tmp_path):
     monkeypatch.setenv("DEEPMAC_NB_CACHE", str(tmp_path))
     monkeypatch.setattr(tutorial, "ensure_quick_model", lambda steps: tmp_path / f"quick-{steps}")
@@ -355,7 +365,7 @@ def test_02_train_trains_the_shared_quick_model(tmp_path):
 @pytest.mark.timeout(900)
 def test_00_quickstart_draws_masks(tmp_path):
     out, text = _executed("00_quickstart", tmp_path)
-    assert "Model used in this notebook:** quick shapes model" in text
+    assert "Model used for the masks below:** quick shapes model" in text
     assert "masks (4, 128, 128) float32" in text
     picture = np.asarray(Image.open(out / "masks.png"))
     assert picture.shape == (128, 128, 3)
@@ -383,6 +393,7 @@ def test_04_iwildcam_writes_label_pngs(tmp_path):
 
     out, text = _executed("04_iwildcam_visualize", tmp_path, ADAPT_STEPS=3)
     assert "camera-trap sample set" in text and "images written" in text
+    assert "weaker than an inscribed ellipse" in text  # offline, the quick model stands in
     # section 4: the quick model adapted on the 12 confident MDv5 boxes of 7 photos
     (adapted,) = (out / "adapted").iterdir()
     assert adapted.name.endswith("-adapted-3") and (adapted / "ckpt-3.index").is_file()
