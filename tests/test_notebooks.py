@@ -186,8 +186,10 @@ def test_adapted_model_dir_reuses_a_newer_result_and_redoes_a_stale_one(monkeypa
     def fake_adapt(model_dir, detections, images, out, options):
         calls.append((Path(model_dir), options.steps, options.min_conf, options.categories))
         out.mkdir(parents=True)
-        (out / adapt.SUMMARY_FILE).write_text("{}")
-        return {"images": 1, "boxes": 2, "min_conf": options.min_conf, "steps": options.steps}
+        summary = {"images": 1, "boxes": 2, "min_conf": options.min_conf, "steps": options.steps,
+                   "detections": str(Path(detections).resolve())}  # fmt: skip
+        (out / adapt.SUMMARY_FILE).write_text(json.dumps(summary))
+        return summary
 
     monkeypatch.setattr(adapt, "adapt", fake_adapt)
     args = (source, tmp_path / "md.json", tmp_path, tmp_path / "adapted")
@@ -195,9 +197,12 @@ def test_adapted_model_dir_reuses_a_newer_result_and_redoes_a_stale_one(monkeypa
     assert out == tmp_path / "adapted" / "M-adapted-3"
     assert calls == [(source, 3, 0.8, ("animal",))]
     assert tutorial.adapted_model_dir(*args, steps=3) == out and len(calls) == 1  # reused
+    assert tutorial.adapted_model_dir(*args, steps=3, min_conf=0.5) == out and len(calls) == 2
+    other = (source, tmp_path / "other.json", *args[2:])
+    assert tutorial.adapted_model_dir(*other, steps=3, min_conf=0.5) == out and len(calls) == 3
     later = (out / adapt.SUMMARY_FILE).stat().st_mtime + 10
     os.utime(source / "checkpoint", (later, later))  # the source was trained again
-    assert tutorial.adapted_model_dir(*args, steps=3) == out and len(calls) == 2
+    assert tutorial.adapted_model_dir(*other, steps=3, min_conf=0.5) == out and len(calls) == 4
     assert sorted(p.name for p in out.parent.iterdir()) == ["M-adapted-3"]  # no stale copy
 
 

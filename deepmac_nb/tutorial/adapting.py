@@ -6,6 +6,7 @@ model and the steps, and reuses it on reruns while it is newer than its source.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -24,14 +25,13 @@ def adapted_model_dir(
     """``out_root/<source name>-adapted-<steps>``: ``source`` fine-tuned with the weak
     losses on the boxes of ``detections`` (conf >= ``min_conf``, ``categories`` or all)
     by ``train.adapt.adapt``. An existing result is reused while it is newer than the
-    source's checkpoint; an older one (the source was retrained) is adapted again."""
+    source's checkpoint and was adapted on the same detections file and threshold;
+    otherwise (the source was retrained, other photos) it is adapted again."""
     from deepmac_nb.train import adapt
 
     source = Path(source)
     out = Path(out_root) / f"{source.name}-adapted-{steps}"
-    summary = out / adapt.SUMMARY_FILE
-    source_ckpt = source / "checkpoint"
-    if summary.is_file() and summary.stat().st_mtime >= source_ckpt.stat().st_mtime:
+    if _reusable(out / adapt.SUMMARY_FILE, source / "checkpoint", Path(detections), min_conf):
         print(f"{out.name}: adapted before, reused")
         return out
     stale = out.with_name(out.name + ".stale")
@@ -45,3 +45,11 @@ def adapted_model_dir(
     print(adapt.format_summary(done, out))
     shutil.rmtree(stale, ignore_errors=True)
     return out
+
+
+def _reusable(summary: Path, source_ckpt: Path, detections: Path, min_conf: float) -> bool:
+    if not summary.is_file() or summary.stat().st_mtime < source_ckpt.stat().st_mtime:
+        return False
+    done = json.loads(summary.read_text())
+    same_input = done.get("detections") == str(detections.resolve())
+    return same_input and done.get("min_conf") == min_conf
