@@ -41,8 +41,9 @@ NOTEBOOKS = (
     "04_iwildcam_visualize",
     "05_partial_supervision",
 )
-# Extra parameters the demo sets: the CPU demo never downloads the official checkpoint.
-DEMO_PARAMETERS = {"00_quickstart": {"MODEL": "quick"}, "04_iwildcam_visualize": {"MODEL": "quick"}}
+# Extra parameters the demo sets: the CPU demo never downloads the official checkpoint; the
+# camera traps get the shipped photo model, the shapes the quick model.
+DEMO_PARAMETERS = {"00_quickstart": {"MODEL": "quick"}, "04_iwildcam_visualize": {"MODEL": "photo"}}
 
 # ------------------------------------------------------------ notebook running
 

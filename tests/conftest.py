@@ -127,18 +127,25 @@ def run_signature_in_subprocess(saved, image, boxes, tmp_path):
     return dict(np.load(tmp_path / "out.npz")), info
 
 
+def camera_traps_or_skip(name: str = "mdv5"):
+    """The sample camera-trap set ``name`` (``samples.camera_traps``), or skip the test
+    when the sample data is absent."""
+    from deepmac_nb.data import samples
+
+    try:
+        return samples.camera_traps(name)
+    except samples.SampleDataMissing as exc:
+        pytest.skip(f"camera-trap sample data absent: {exc}")
+
+
 def camera_trap_prompts(limit_boxes=40):
     """``(image uint8 [H, W, 3], boxes float32 [N, 4])`` for every real camera-trap photo
     of the sample data (MegaDetector v5 and Serengeti boxes), or skip when it is absent."""
     import numpy as np
 
-    from deepmac_nb.data import samples
     from deepmac_nb.inference import iwildcam, megadetector
 
-    try:
-        sets = [samples.camera_traps("mdv5"), samples.camera_traps("serengeti_gt")]
-    except samples.SampleDataMissing as exc:
-        pytest.skip(f"camera-trap sample data absent: {exc}")
+    sets = [camera_traps_or_skip("mdv5"), camera_traps_or_skip("serengeti_gt")]
     prompts = []
     for ds in sets:
         for entry in megadetector.read_detections(ds.detections, ds.images).images:

@@ -147,14 +147,12 @@ def test_adapt_end_to_end_on_the_camera_trap_sample(tmp_path, model_dir, monkeyp
     """Tiny model, 2 steps, interrupted once before training: the rerun resumes with the
     same records, the mask head moves, the frozen backbone does not, and ``segment``
     runs on the adapted model dir."""
-    from deepmac_nb.data import samples
+    from conftest import camera_traps_or_skip
+
     from deepmac_nb.inference import export
     from deepmac_nb.train import adapt, runner
 
-    try:
-        ds = samples.camera_traps("mdv5")
-    except samples.SampleDataMissing as exc:
-        pytest.skip(f"camera-trap sample data absent: {exc}")
+    ds = camera_traps_or_skip("mdv5")
     out = tmp_path / "M2"
 
     def interrupted(*args, **kwargs):

@@ -359,13 +359,11 @@ def test_tflite_export_builtin_ops_match_saved_model(trained_dir, marc_saved, tm
 
 @pytest.mark.large
 def test_segment_camera_traps_with_a_deepmarc_export(marc_saved, tmp_path):
-    from deepmac_nb.data import samples
+    from conftest import camera_traps_or_skip
+
     from deepmac_nb.inference import megadetector, segment_cli
 
-    try:
-        ds = samples.camera_traps("mdv5")
-    except samples.SampleDataMissing as exc:
-        pytest.skip(f"camera-trap sample data absent: {exc}")
+    ds = camera_traps_or_skip("mdv5")
     out = tmp_path / "seg"
     argv = ["segment", "--model", str(marc_saved), "--detections", str(ds.detections),
             "--images", str(ds.images), "--out", str(out)]  # fmt: skip

@@ -131,6 +131,8 @@ def test_quick_model_dirs_live_in_the_cache(monkeypatch, tmp_path):
 def test_auto_model_order_official_coco_quick(monkeypatch, tmp_path):
     monkeypatch.setenv("DEEPMAC_NB_CACHE", str(tmp_path))
     monkeypatch.setattr(tutorial, "online", lambda *a, **k: False)
+    # An install without the shipped photo model (tests/test_photo_model.py covers it).
+    monkeypatch.setattr(tutorial.photo_model, "available", lambda: False)
     assert tutorial.coco_model_dir() == tmp_path / "models" / "deepmac_coco_mini_voc"
     assert tutorial._auto_model(photos=True) == "quick"
     with pytest.raises(tutorial.MissingInput, match="deepmac-nb train --experiment"):
@@ -155,6 +157,8 @@ def test_model_banner_warns_on_photos_for_the_offline_models_only():
 
 def test_adaptable_model_dir_never_picks_a_savedmodel(monkeypatch, tmp_path):
     monkeypatch.setenv("DEEPMAC_NB_CACHE", str(tmp_path))
+    # An install without the shipped photo model (tests/test_photo_model.py covers it).
+    monkeypatch.setattr(tutorial.photo_model, "available", lambda: False)
     monkeypatch.setattr(tutorial, "ensure_quick_model", lambda steps: tmp_path / f"quick-{steps}")
     assert tutorial.adaptable_model_dir("official", 7)[0] == tmp_path / "quick-7"
     with pytest.raises(tutorial.MissingInput, match="No trained COCO-mini model"):
@@ -398,10 +402,12 @@ def test_04_iwildcam_writes_label_pngs(tmp_path):
 
     out, text = _executed("04_iwildcam_visualize", tmp_path, ADAPT_STEPS=3)
     assert "camera-trap sample set" in text and "images written" in text
-    assert "weaker than an inscribed ellipse" in text  # offline, the quick model stands in
-    # section 4: the quick model adapted on the 12 confident MDv5 boxes of 7 photos
+    assert "beats an inscribed ellipse" in text  # the demo's model: the shipped photo model
+    # section 4: the shipped photo model adapted on the 12 confident MDv5 boxes of 7 photos
     (adapted,) = (out / "adapted").iterdir()
-    assert adapted.name.endswith("-adapted-3") and (adapted / "ckpt-3.index").is_file()
+    assert adapted.name == "deepmac_coco_mini_voc_img-adapted-3"
+    assert (adapted / "ckpt-3.index").is_file()
+    assert (out / "adapt_before_after.png").stat().st_size > 10_000  # the sheet is drawn
     assert "adapted on 7 images, 12 boxes" in text
     sample = samples.camera_traps("mdv5")
     entries = megadetector.read_detections(sample.detections, sample.images).images[:12]

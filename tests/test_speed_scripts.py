@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import camera_traps_or_skip
 
-from deepmac_nb.data import samples
 from deepmac_nb.inference import export
 from deepmac_nb.modeling import config as cfg_lib
 
@@ -45,10 +45,7 @@ def test_mask_head_speed_reports_every_runtime():
 @pytest.mark.large
 @pytest.mark.parametrize("backend", ["tf", "tflite"])
 def test_inference_speed_json_contract(tmp_path, backend):
-    try:
-        ds = samples.camera_traps("mdv5")
-    except samples.SampleDataMissing as exc:
-        pytest.skip(f"camera-trap sample data absent: {exc}")
+    ds = camera_traps_or_skip("mdv5")
     model = export._built(cfg_lib.tiny_model_config(image_size=64))
     model_dir = export.save_model_dir(model, tmp_path / "run")
     argv = ["--model", str(model_dir), "--detections", str(ds.detections),
@@ -69,10 +66,7 @@ def test_inference_speed_runs_a_deepmarc_model_dir(tmp_path):
     from deepmac_nb.deepmarc.predictor import DeepMARCModel
     from deepmac_nb.train import experiments
 
-    try:
-        ds = samples.camera_traps("serengeti_gt")
-    except samples.SampleDataMissing as exc:
-        pytest.skip(f"camera-trap sample data absent: {exc}")
+    ds = camera_traps_or_skip("serengeti_gt")
     params = experiments.get_experiment("deepmarc_smoke")
     model = DeepMARCModel.from_config(params.task.model)
     tf.train.Checkpoint(model=model.model).save(str(tmp_path / "run" / "ckpt"))

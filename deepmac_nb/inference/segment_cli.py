@@ -1,10 +1,13 @@
 """``deepmac-nb segment``: MegaDetector boxes -> iWildCam 2021-style DeepMAC instance masks.
 
-    deepmac-nb segment --model MODEL --detections md.json --images DIR --out OUT \\
+    deepmac-nb segment --detections md.json --images DIR --out OUT [--model MODEL] \\
         [--min-conf 0.2] [--categories animal,person] [--overlays] [--max-images N] [--flip-tta]
 
-``MODEL`` is anything ``loading.load`` takes (model dir, SavedModel, Model Garden export,
-official folder or archive, ``.tflite``). Writes ``OUT/instance_masks/<id>.png`` (pixel k =
+``MODEL`` is ``official`` (the DeepMAC checkpoint, downloaded once), ``photo`` (the model
+shipped in the package, ``deepmac_nb.photo_model``; mirror TTA always on), ``auto`` (the
+default: ``official`` when its archive is already downloaded, else ``photo``, so a fresh
+install segments offline) or anything ``loading.load`` takes (model dir, SavedModel,
+Model Garden export, official folder or archive, ``.tflite``). Writes ``OUT/instance_masks/<id>.png`` (pixel k =
 the k-th detection of the image in the MegaDetector file), ``OUT/per_image/<id>.json``,
 ``OUT/masks_coco_rle.json`` (all images, COCO format with scores), ``OUT/mask_areas.csv``
 (one row per instance: pixels and fraction of its box) and ``OUT/segment_summary.json``;
@@ -28,6 +31,7 @@ from deepmac_nb import _io
 from deepmac_nb.errors import UserError
 from deepmac_nb.inference import megadetector
 
+NAMED_MODELS = ("auto", "official", "photo")
 SUMMARY_FILE = "segment_summary.json"
 RESULTS_FILE = "masks_coco_rle.json"
 AREAS_FILE = "mask_areas.csv"
@@ -36,7 +40,12 @@ AREA_COLUMNS = ("image_id", "file", "detection_index", "mask_id", "category", "s
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="model dir, SavedModel, archive, .tflite")
+    parser.add_argument(
+        "--model",
+        default="auto",
+        help="official, photo, auto (official if downloaded, else photo; the default), or a "
+        "model dir, SavedModel, archive, .tflite",
+    )
     parser.add_argument("--detections", required=True, help="MegaDetector batch output JSON")
     parser.add_argument("--images", required=True, help="folder the detections' files are in")
     parser.add_argument("--out", required=True, help="output folder")
@@ -70,10 +79,38 @@ def check_args(args) -> None:
         raise UserError(f"--images: no such folder: {args.images}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UserError(f"--out exists and is not a folder: {args.out}")
+    if args.model in NAMED_MODELS:
+        from deepmac_nb import photo_model
+
+        if resolve_model(args.model) == "photo" and not photo_model.available():
+            raise UserError("--model photo: this install has no shipped photo model")
+        return
     try:
         loading.artifact_kind(args.model)
     except ValueError as exc:
         raise UserError(f"--model: {exc}") from exc
+
+
+def resolve_model(name: str) -> str:
+    """``auto`` -> ``official`` when the official archive is downloaded, else ``photo``;
+    any other value unchanged."""
+    from deepmac_nb import pretrained
+
+    if name != "auto":
+        return name
+    return "official" if pretrained.is_cached("deepmac") else "photo"
+
+
+def load_model(name: str, flip_tta: bool = False):
+    """``(Predictor, description)`` for a ``--model`` value (see the module docstring)."""
+    from deepmac_nb import loading, photo_model, pretrained
+
+    name = resolve_model(name)
+    if name == "official":
+        return pretrained.load_official(flip_tta=flip_tta), "official DeepMAC checkpoint"
+    if name == "photo":  # mirror TTA is part of its recipe
+        return photo_model.load(flip_tta=True), f"{photo_model.DESCRIPTION} (flip TTA)"
+    return loading.load(name, flip_tta=flip_tta), name
 
 
 def parse_categories(text: str | None, detections: megadetector.DetectionsFile):
@@ -98,9 +135,8 @@ def run(args) -> int:
     check_args(args)
     detections = megadetector.read_detections(args.detections, args.images, args.detections_format)
     categories = parse_categories(args.categories, detections)
-    from deepmac_nb import loading
-
-    predictor = loading.load(args.model, flip_tta=args.flip_tta)
+    predictor, description = load_model(args.model, args.flip_tta)
+    print(f"model: {description}")
     summary = segment(
         predictor,
         detections,
