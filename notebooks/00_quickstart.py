@@ -52,7 +52,9 @@ except ImportError:
 
 # %% tags=["parameters"]
 QUICK = True  # True: the quick model trains for few steps (minutes on a CPU)
-MODEL = "auto"  # "auto" (official if online, else quick), "official", "quick" or a model path
+# "auto": official if online, else the shipped photo model for your own IMAGE, else quick;
+# or "official", "photo", "quick" or a model path.
+MODEL = "auto"
 IMAGE = None  # path of your own photo; None = synthetic validation image EXAMPLE_INDEX
 EXAMPLE_INDEX = 25
 # Boxes as numbers: [ymin, xmin, ymax, xmax], fractions of the image height / width.
@@ -91,12 +93,12 @@ out.mkdir(parents=True, exist_ok=True)
 # answers, and otherwise the project's quick model: the `deepmac_shapes_quick`
 # experiment, trained on synthetic shapes with masks for only four of its eight classes.
 # It is cached under `$DEEPMAC_NB_CACHE` and shared by all notebooks. It is made for the
-# shapes below: on a photo of your own (`IMAGE`) it is weaker than an inscribed ellipse,
-# and the banner says so.
+# shapes below; for a photo of your own (`IMAGE`) `"auto"` takes the small photo model
+# shipped in the package instead, and the banner says what either is worth on photos.
 
 # %%
 predictor, description = tutorial.load_predictor(
-    MODEL, steps=tutorial.QUICK_STEPS if QUICK else None
+    MODEL, steps=tutorial.QUICK_STEPS if QUICK else None, photos=IMAGE is not None
 )
 display(Markdown(tutorial.model_banner(description, photos=IMAGE is not None)))
 
