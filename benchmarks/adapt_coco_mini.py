@@ -8,9 +8,10 @@ an ecologist's detections would reach ``adapt``. Both models are then scored wit
 on the same file's masks; the adapted split's masks are never used for training, so the
 "after" row is what boxes alone taught the mask head (transductive: same images).
 
-    .venv/bin/python benchmarks/adapt_coco_mini.py --model runs/coco/img_s0 \\
+    .venv/bin/python benchmarks/adapt_coco_mini.py \\
+        --model deepmac_nb/photo_model/deepmac_coco_mini_voc_img \\
         --annotations ../shared/data/coco_mini/annotations/val_dev.json \\
-        --images ../shared/data/coco_mini/images --out runs/adapt/img_s0 --steps 300
+        --images ../shared/data/coco_mini/images --out runs/adapt/photo --steps 300
 
 Writes ``OUT/adapt_coco_mini.json`` (before / after split AP, steps, counts) and prints a
 table; the adapted model dir is ``OUT/model``. Results: docs/results.md.
@@ -49,14 +50,6 @@ def boxes_as_detections(coco, category_ids) -> dict:
             "images": images}  # fmt: skip
 
 
-def _score(model_dir: Path, coco, images: str, flip_tta: bool) -> dict:
-    import deepmac_nb
-    from deepmac_nb.evaluation import evaluate
-
-    metrics = evaluate(deepmac_nb.load(model_dir, flip_tta=flip_tta), coco, images)
-    return {split: row["AP"] for split, row in metrics["mask"].items()}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="Deep-MAC model dir to adapt")
@@ -69,6 +62,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-flip-tta", action="store_true", help="score without mirror TTA")
     args = parser.parse_args(argv)
 
+    from deepmac_nb import photo_model
     from deepmac_nb.evaluation import coco_eval
     from deepmac_nb.splits import resolve_split
     from deepmac_nb.train import adapt
@@ -82,7 +76,8 @@ def main(argv=None) -> int:
     _io.write_json(md_path, detections)
     flip = not args.no_flip_tta
 
-    before = _score(Path(args.model), coco, args.images, flip)
+    # photo_model.evaluate scores any Deep-MAC model dir on a COCO file, as it records.
+    before = photo_model.evaluate(Path(args.model), coco, args.images, flip)
     adapted = out / "model"
     start = time.perf_counter()
     if not adapted.exists():
@@ -90,7 +85,7 @@ def main(argv=None) -> int:
                                      train_backbone=args.train_backbone)  # fmt: skip
         adapt.adapt(args.model, md_path, args.images, adapted, options)
     seconds = round(time.perf_counter() - start, 1)
-    after = _score(adapted, coco, args.images, flip)
+    after = photo_model.evaluate(adapted, coco, args.images, flip)
 
     record = {
         "model": str(args.model), "annotations": str(args.annotations), "split": args.split,

@@ -6,9 +6,9 @@
 
 The run dir (``params.yaml`` + ``ckpt-*``, from ``deepmac-nb train`` or
 ``mask_head_ablation.py``) becomes ``deepmac_nb/photo_model/deepmac_coco_mini_voc_img/``:
-``params.yaml`` of the model config only (no local data paths) and a weights-only checkpoint (no optimizer
-slots). ``photo_model.json`` records the experiment, seed, steps and command, and the
-box-prompted mask AP with mirror TTA that the *exported* weights score here on
+``params.yaml`` of the model config only (no local data paths) and a weights-only
+checkpoint (no optimizer slots). ``photo_model.json`` records the experiment, seed, steps
+and command, and the box-prompted mask AP with mirror TTA that the *exported* weights score here on
 ``train_exhaustive.json`` and ``val_dev.json`` (``photo_model.evaluate``): the numbers
 ``tests/test_photo_model.py`` reproduces. ``--seeds-table`` adds the recipe's per-seed
 figures (a JSON list of ``{seed, split: AP}`` rows) so the file states the spread too.

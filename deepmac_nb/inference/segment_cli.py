@@ -7,8 +7,9 @@
 shipped in the package, ``deepmac_nb.photo_model``; mirror TTA always on), ``auto`` (the
 default: ``official`` when its archive is already downloaded, else ``photo``, so a fresh
 install segments offline) or anything ``loading.load`` takes (model dir, SavedModel,
-Model Garden export, official folder or archive, ``.tflite``). Writes ``OUT/instance_masks/<id>.png`` (pixel k =
-the k-th detection of the image in the MegaDetector file), ``OUT/per_image/<id>.json``,
+Model Garden export, official folder or archive, ``.tflite``). Writes
+``OUT/instance_masks/<id>.png`` (pixel k = the k-th detection of the image in the
+MegaDetector file), ``OUT/per_image/<id>.json``,
 ``OUT/masks_coco_rle.json`` (all images, COCO format with scores), ``OUT/mask_areas.csv``
 (one row per instance: pixels and fraction of its box) and ``OUT/segment_summary.json``;
 see ``iwildcam`` for the formats. Reruns skip images whose PNG exists (resume); they assume

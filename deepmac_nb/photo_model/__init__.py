@@ -1,8 +1,9 @@
 """The real-photo model shipped with the package, for segmenting photos offline.
 
 ``deepmac_coco_mini_voc_img/`` is a Deep-MAC model dir ``loading.from_model_dir`` loads
-(``params.yaml`` of the model config and a weights-only ``ckpt-<step>``) of that recipe: CenterNet HG-10 trained from scratch on 214 COCO photos with masks for the 20 VOC
-classes only, whose mask head also reads each box's standardized image crop.
+(``params.yaml`` of the model config and a weights-only ``ckpt-<step>``) of that recipe:
+CenterNet HG-10 trained from scratch on 214 COCO photos with masks for the 20 VOC classes
+only, whose mask head also reads each box's standardized image crop.
 ``photo_model.json`` holds the experiment, seed, steps, the command that trained it and
 the box-prompted mask AP it scores, with mirror TTA, on the COCO-mini files it was
 measured on (``val_dev`` for the headline, ``train_exhaustive``'s non-VOC masks for the
