@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import sys
@@ -122,3 +123,28 @@ def test_sweep_table_gap_is_judged_against_the_pooled_seed_spread(tmp_path, caps
     text = capsys.readouterr().out
     assert "| 600 | `conv2` | 10 | 3 | 40.0 ± 1.0 | **20.0 ± 1.0** | 0.50 ± 0.01 |" in text
     assert "`ellipse` (no learning)" in text and "gap > 2 sd does not hold" in text
+
+
+def test_photo_recipe_figures_come_from_the_cli_config(monkeypatch, tmp_path):
+    """The photo recipe's seeds were trained by this script (``--dataset coco_mini --steps 800
+    --params-override task.model.mask.image_channels=true``); its config must be the one
+    ``deepmac-nb train --experiment deepmac_coco_mini_voc_img --seed S`` builds, key by key."""
+    from deepmac_nb.train import data_sources, train_cli
+
+    script = _load_script()
+    monkeypatch.setattr(data_sources, "prepare_experiment_data", lambda params: params)
+    argv = ["--dataset", "coco_mini", "--steps", "800", "--heads", "hourglass20",
+            "--params-override", "task.model.mask.image_channels=true",
+            "--out", str(tmp_path / "r.json")]  # fmt: skip
+    parser = argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    for seed in (0, 2):
+        ablation = script.run_params(script.parse_args(argv), "hourglass20", seed).as_dict()
+        cli_args = parser.parse_args(["--experiment", "deepmac_coco_mini_voc_img", "--seed",
+                                      str(seed), "--model-dir", str(tmp_path / "m")])  # fmt: skip
+        cli = train_cli.params_from_args(cli_args).as_dict()
+        assert ablation == cli
+        assert cli["task"]["seed"] == seed and cli["trainer"]["train_steps"] == 800
+    # The comparison can fail: another override is another config.
+    other = script.run_params(script.parse_args([*argv[:-4], "--out", "x"]), "hourglass20", 0)
+    assert other.as_dict() != cli

@@ -4,6 +4,10 @@ A *model dir* holds ``params.yaml`` (the experiment config; the model is under
 ``task.model``) and ``ckpt-<step>`` checkpoints whose item ``model`` is the Keras
 ``DeepMACModel``. ``load_model_dir`` builds and restores one, ``save_model_dir`` writes
 one (tests, demos), ``rebuild`` copies a model with another crop method or input size.
+
+A run trained with ``trainer.optimizer_config.ema`` (Model Garden's moving average of the
+weights) also holds ``ema_checkpoints/average_weights-<step>``, the averaged model;
+``weights_checkpoint`` picks it over ``ckpt-<step>`` when it is at least as new.
 """
 
 from __future__ import annotations
@@ -18,6 +22,23 @@ from deepmac_nb.modeling.config import DeepMACModelConfig
 from deepmac_nb.modeling.deepmac_model import DeepMACModel, build_deepmac_model
 
 PARAMS_FILE = "params.yaml"
+AVERAGED_DIR = "ema_checkpoints"  # where Model Garden's EMACheckpointing writes
+
+
+def _step(checkpoint: str) -> int:
+    return int(checkpoint.rsplit("-", 1)[1])
+
+
+def weights_checkpoint(model_dir: str | Path) -> str | None:
+    """The checkpoint a model dir's weights come from: the moving average of the weights
+    (``ema_checkpoints/``) when it is at least as new as the latest ``ckpt-<step>``, else
+    that latest checkpoint; None when there is neither. Both hold the model under the
+    item ``model``. A stale average (training resumed later without ``ema``) loses."""
+    latest = tf.train.latest_checkpoint(str(model_dir))
+    averaged = tf.train.latest_checkpoint(str(Path(model_dir) / AVERAGED_DIR))
+    if averaged and (latest is None or _step(averaged) >= _step(latest)):
+        return averaged
+    return latest
 
 
 def model_config_from_params(params: dict) -> DeepMACModelConfig:
@@ -41,7 +62,7 @@ def _built(config: DeepMACModelConfig) -> DeepMACModel:
 def load_model_dir(
     model_dir: str | Path, crop_method: str | None = None, input_px: int | None = None
 ) -> DeepMACModel:
-    """Builds the model of ``params.yaml`` and restores the latest ``ckpt-*`` of ``model_dir``.
+    """Builds the model of ``params.yaml`` and restores ``weights_checkpoint(model_dir)``.
 
     ``crop_method`` / ``input_px`` override ``mask.crop_method`` / the square input size
     (the network is fully convolutional, so the weights fit any input size).
@@ -53,7 +74,7 @@ def load_model_dir(
         raise ValueError(f"{model_dir} is not a model dir: no {PARAMS_FILE} in it.")
     config = model_config_from_params(yaml.safe_load(params_path.read_text()))
     _apply_overrides(config, crop_method, input_px)
-    checkpoint = tf.train.latest_checkpoint(str(model_dir))
+    checkpoint = weights_checkpoint(model_dir)
     if checkpoint is None:
         raise ValueError(f"{model_dir} has {PARAMS_FILE} but no checkpoint (ckpt-<step>).")
     model = _built(config)

@@ -281,26 +281,29 @@ def deepmac_shapes_quick_weak():
 
 
 def deepmac_coco_mini_voc_weak():
-    """``deepmac_coco_mini_voc`` (VOC masks) plus the weak losses on all 80 classes' boxes.
+    """``deepmac_coco_mini_voc_img`` (VOC masks, image channels, 800 steps) plus the weak
+    losses on all 80 classes' boxes.
 
-    Command: ``deepmac-nb train --experiment deepmac_coco_mini_voc_weak --model-dir
-    runs/coco_weak``, evaluated as ``deepmac_coco_mini_voc`` (non-VOC mask AP on
-    ``val_dev.json`` is the headline). Hardware: 2 CPU cores. Time: not yet measured.
+    Command: ``deepmac-nb train --experiment deepmac_coco_mini_voc_weak --seed 0
+    --model-dir runs/coco_weak``, evaluated as ``deepmac_coco_mini_voc`` (non-VOC mask AP
+    on ``val_dev.json`` is the headline). Hardware: 2 CPU cores. Time: not yet measured.
     Result: not yet measured.
     """
-    return with_weak_losses(deepmac_coco_mini_voc())
+    return with_weak_losses(deepmac_coco_mini_voc_img())
 
 
 def deepmac_coco_mini_non_voc():
     """The paper's other direction on the sample photos: masks for the 60 non-VOC classes
     only; the ``voc`` row of ``deepmac-nb evaluate`` is then the unseen-class result.
 
-    Command: ``deepmac-nb train --experiment deepmac_coco_mini_non_voc --model-dir
+    The recipe is ``deepmac_coco_mini_voc_img`` (image channels, 800 steps).
+
+    Command: ``deepmac-nb train --experiment deepmac_coco_mini_non_voc --seed 0 --model-dir
     runs/coco_nv``, then evaluate as ``deepmac_coco_mini_voc``. Hardware: 2 CPU cores.
-    Time: about as ``deepmac_coco_mini_voc`` (same model and steps); not yet measured.
+    Time: about as ``deepmac_coco_mini_voc_img`` (same model and steps); not yet measured.
     Result: not yet measured.
     """
-    params = deepmac_coco_mini_voc()
+    params = deepmac_coco_mini_voc_img()
     params.task.allowed_mask_classes = "non_voc"
     return params
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras
 from absl import logging
-from official.core import task_factory, train_lib, train_utils
+from official.core import actions, task_factory, train_lib, train_utils
+from official.modeling import optimization
 
 from deepmac_nb.errors import UserError
 from deepmac_nb.train import data_sources, experiments
@@ -94,9 +95,12 @@ def train(params, model_dir, mode: str = "train", strategy: str = "auto", tpu=No
     logging.info("Strategy %s with %d replica(s)", type(dist).__name__, dist.num_replicas_in_sync)
     with dist.scope():
         task = task_factory.get_task(params.task, logging_dir=model_dir)
+    averaged = _SaveAveragedWeights(model_dir)
     orbit_runner = train_lib.OrbitExperimentRunner(
-        distribution_strategy=dist, task=task, mode=mode, params=params, model_dir=model_dir
-    )
+        distribution_strategy=dist, task=task, mode=mode, params=params, model_dir=model_dir,
+        train_actions=[averaged],
+    )  # fmt: skip
+    averaged.bind(orbit_runner.trainer)
     try:
         return orbit_runner.run()
     except RuntimeError as exc:
@@ -104,6 +108,32 @@ def train(params, model_dir, mode: str = "train", strategy: str = "auto", tpu=No
             raise
         step = int(orbit_runner.trainer.global_step.numpy())
         raise UserError(_nonfinite_message(model_dir, step, exc)) from exc
+
+
+class _SaveAveragedWeights:
+    """Orbit train action: when the run trains with ``trainer.optimizer_config.ema``, writes
+    the moving average of the weights after every train loop to
+    ``<model_dir>/ema_checkpoints`` (Model Garden's ``EMACheckpointing``, which Model Garden
+    runs only after evaluations; ``mode="train"`` has none), where the loaders look first
+    (``modeling.model_dir.weights_checkpoint``). Bound after the trainer exists, since the
+    runner takes its actions before building it."""
+
+    def __init__(self, model_dir: str):
+        self._model_dir = model_dir
+        self._action = None
+
+    def bind(self, trainer) -> None:
+        if trainer is not None and isinstance(
+            trainer.optimizer, optimization.ExponentialMovingAverage
+        ):
+            checkpoint = tf.train.Checkpoint(model=trainer.model)
+            self._action = actions.EMACheckpointing(
+                self._model_dir, trainer.optimizer, checkpoint, max_to_keep=1
+            )
+
+    def __call__(self, output) -> None:
+        if self._action is not None:
+            self._action(output)
 
 
 def apply_seed(params) -> int | None:

@@ -17,6 +17,7 @@ from official.vision.dataloaders import tf_example_decoder
 from deepmac_nb import splits
 from deepmac_nb.data import pipeline
 from deepmac_nb.modeling import deepmac_model
+from deepmac_nb.modeling import model_dir as model_dir_lib
 from deepmac_nb.train import losses as loss_lib
 from deepmac_nb.train import mask_branch
 from deepmac_nb.train import weak_losses as weak_lib
@@ -79,7 +80,8 @@ class DeepMACTask(base_task.Task):
         return reader.read(input_context=input_context)
 
     def initialize(self, model: tf_keras.Model):
-        """Restores ``init_checkpoint`` (a training checkpoint or model dir).
+        """Restores ``init_checkpoint`` (a training checkpoint or model dir; of a model dir,
+        its averaged weights when it has them, as ``model_dir.weights_checkpoint``).
 
         ``backbone`` restores the backbone only, so a different class count or mask head
         never breaks the restore; ``all`` restores backbone, heads and mask head.
@@ -88,7 +90,7 @@ class DeepMACTask(base_task.Task):
         if not path:
             return
         if tf.io.gfile.isdir(path):
-            path = tf.train.latest_checkpoint(path)
+            path = model_dir_lib.weights_checkpoint(path)
         if not path:
             raise ValueError(
                 f"No checkpoint found at init_checkpoint={self.task_config.init_checkpoint!r}"
