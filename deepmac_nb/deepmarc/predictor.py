@@ -38,6 +38,7 @@ from official.projects.deepmac_maskrcnn.tasks import deep_mask_head_rcnn as mg_t
 
 from deepmac_nb.inference.predictor import Predictor, box_bucket
 from deepmac_nb.modeling import crops, preprocess
+from deepmac_nb.modeling import model_dir as model_dir_lib
 
 PARAMS_FILE = "params.yaml"
 # Smallest box side, in input pixels, that Model Garden's RoI level assignment handles.
@@ -72,10 +73,11 @@ class DeepMARCModel:
 
     @classmethod
     def from_model_dir(cls, model_dir: str | Path) -> DeepMARCModel:
-        """``params.yaml`` + latest ``ckpt-*`` of a Deep-MARC training run."""
+        """``params.yaml`` + latest ``ckpt-*`` of a Deep-MARC training run (its moving
+        average of the weights when it trained with one: ``weights_checkpoint``)."""
         model_dir = Path(model_dir)
         wrapper = cls.from_config(model_config_from_params(read_params(model_dir)))
-        checkpoint = tf.train.latest_checkpoint(str(model_dir))
+        checkpoint = model_dir_lib.weights_checkpoint(model_dir)
         if checkpoint is None:
             raise ValueError(f"{model_dir} has {PARAMS_FILE} but no checkpoint (ckpt-<step>).")
         try:
