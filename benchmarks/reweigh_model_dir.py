@@ -1,8 +1,8 @@
 """Two post-hoc probes of a trained Deep-MAC model dir, each written as a new model dir to
 score with ``deepmac-nb evaluate``: the mean of some of its checkpoints' weights
 (``--average 550,800``), or its BatchNorm statistics recomputed as the mean over N
-training batches (``--precise-bn 100``; the backbone's BatchNorm keeps momentum 0.1, so
-its moving statistics are mostly the last batch's).
+training batches (``--precise-bn 100``; backbone and hourglass mask head keep momentum
+0.1, so their moving statistics are mostly the last batch's).
 
     .venv/bin/python benchmarks/reweigh_model_dir.py runs/coco/img800/hourglass20_seed2_800steps \\
         --average 550,800 --out runs/pbn/avg550_800_s2
@@ -43,17 +43,21 @@ def average_checkpoints(model_dir: Path, steps: list[int]):
 
 def precise_batch_norm(model_dir: Path, batches: int):
     """The model of ``model_dir`` with every BatchNorm layer's moving mean and variance
-    replaced by their mean over ``batches`` training batches (forward passes in training
-    mode; nothing else changes)."""
-    import tf_keras
+    (backbone and mask head) replaced by their mean over ``batches`` training batches:
+    the training step's forward pass and losses, the mask head on the batch's box crops,
+    in training mode and without gradients. Nothing else changes."""
+    import tensorflow as tf
     import yaml
     from official.core import config_definitions as cfg
+    from tf_keras.src.layers.normalization.batch_normalization import BatchNormalizationBase
 
     from deepmac_nb.modeling import model_dir as md
     from deepmac_nb.train import data_sources, experiments
     from deepmac_nb.train.config import DeepMACTaskConfig
     from deepmac_nb.train.task import DeepMACTask
 
+    if batches < 1:
+        raise ValueError("precise BatchNorm needs at least one batch")
     experiments.register()
     params = cfg.ExperimentConfig(task=DeepMACTaskConfig())
     recorded = yaml.safe_load((model_dir / md.PARAMS_FILE).read_text())
@@ -61,16 +65,22 @@ def precise_batch_norm(model_dir: Path, batches: int):
     params = data_sources.prepare_experiment_data(params)
     task = DeepMACTask(params.task)
     model = md.load_model_dir(model_dir)
+    # Model Garden's hourglass mask heads use SyncBatchNormalization, a sibling of
+    # BatchNormalization under BatchNormalizationBase.
     norms = [
         layer
         for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, tf_keras.layers.BatchNormalization)
+        if isinstance(layer, BatchNormalizationBase)
     ]
-    for i, (images, _) in enumerate(task.build_inputs(params.task.train_data).take(batches)):
+    late = tf.constant(10**9, tf.int64)  # past every warm-up
+    seen = 0
+    for i, (images, labels) in enumerate(task.build_inputs(params.task.train_data).take(batches)):
         for layer in norms:  # moving = i/(i+1) moving + 1/(i+1) batch: the running mean
             layer.momentum = i / (i + 1.0)
-        model(images, training=True)
-    print(f"{len(norms)} BatchNorm layers over {i + 1} batches")
+        outputs = model(images, training=True)
+        task.build_losses(outputs, labels, model=model, training=True, images=images, step=late)
+        seen = i + 1
+    print(f"{len(norms)} BatchNorm layers over {seen} batches")
     return model
 
 
@@ -80,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="new model dir")
     probe = parser.add_mutually_exclusive_group(required=True)
     probe.add_argument("--average", help="comma-separated checkpoint steps, e.g. 550,800")
-    probe.add_argument("--precise-bn", type=int, help="training batches to average over")
+    probe.add_argument("--precise-bn", type=int, help="training batches to average over (>= 1)")
     args = parser.parse_args(argv)
+    if args.precise_bn is not None and args.precise_bn < 1:
+        print("error: --precise-bn needs at least 1 batch", file=sys.stderr)
+        return 2
     if args.out.exists():
         print(f"error: {args.out} exists; choose a new --out", file=sys.stderr)
         return 2

@@ -3,10 +3,14 @@ preferred by every loader of a model dir."""
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 from conftest import tiny_params
+from official.core import train_utils
 
 from deepmac_nb.modeling import model_dir as md
 
@@ -82,3 +86,48 @@ def test_training_with_ema_writes_the_average_and_loaders_read_it(tiny_shapes, t
     task.initialize(started)
     for a, b in zip(started.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_allclose(a, b)
+
+
+def test_a_bad_loop_never_replaces_the_last_good_average(tmp_path):
+    from official.modeling import optimization
+
+    from deepmac_nb.train import runner
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = tf_keras.Sequential([tf_keras.layers.Dense(2, input_shape=(3,))])
+        optimizer = optimization.ExponentialMovingAverage(tf_keras.optimizers.legacy.SGD())
+        optimizer.shadow_copy(model)
+        trainer = types.SimpleNamespace(model=model, optimizer=optimizer)
+        action = runner._SaveAveragedWeights(str(tmp_path), loss_upper_bound=100.0)
+        action.bind(trainer)
+        for loss in (float("nan"), float("inf"), 1e3):
+            action({"training_loss": np.float32(loss)})
+            assert md.weights_checkpoint(tmp_path) is None
+        action({"training_loss": np.float32(1.0)})
+    assert md.weights_checkpoint(tmp_path).endswith("average_weights-0")
+    # Without the EMA optimizer the action does nothing.
+    plain = runner._SaveAveragedWeights(str(tmp_path / "plain"))
+    plain.bind(types.SimpleNamespace(model=model, optimizer=tf_keras.optimizers.legacy.SGD()))
+    plain({"training_loss": 1.0})
+    assert not (tmp_path / "plain").exists()
+
+
+def test_resuming_with_averaging_switched_is_refused(tmp_path):
+    from deepmac_nb.errors import UserError
+    from deepmac_nb.train import params as train_params
+    from deepmac_nb.train import runner
+
+    ema = ["trainer.optimizer_config.ema.average_decay=0.9"]
+    with_ema = train_params.build_params("deepmac_smoke", overrides=ema)
+    without = train_params.build_params("deepmac_smoke")
+    train_utils.serialize_config(without, str(tmp_path))
+    runner._check_resume_keeps_averaging(with_ema, str(tmp_path))  # no checkpoint yet: fine
+    _save(tmp_path, "ckpt", 4)
+    runner._check_resume_keeps_averaging(without, str(tmp_path))
+    with pytest.raises(UserError, match=r"trained without trainer\.optimizer_config\.ema"):
+        runner._check_resume_keeps_averaging(with_ema, str(tmp_path))
+    train_utils.serialize_config(with_ema, str(tmp_path))
+    runner._check_resume_keeps_averaging(with_ema, str(tmp_path))
+    with pytest.raises(UserError, match=r"trained with trainer\.optimizer_config\.ema"):
+        runner._check_resume_keeps_averaging(without, str(tmp_path))

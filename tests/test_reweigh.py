@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
-import yaml
 from conftest import tiny_params
 
 from deepmac_nb.modeling import config as model_config
@@ -53,31 +51,45 @@ def test_average_of_two_checkpoints_and_bad_input(tmp_path, capsys):
     assert script.main([str(tmp_path), "--average", "1", "--out", str(tmp_path / "c")]) == 2
 
 
+def _norms(layer) -> list:
+    from tf_keras.src.layers.normalization.batch_normalization import BatchNormalizationBase
+
+    found = layer._flatten_layers(include_self=False, recursive=True)
+    return [n for n in found if isinstance(n, BatchNormalizationBase)]
+
+
 @pytest.mark.large
-def test_precise_bn_replaces_only_the_batchnorm_statistics(tiny_shapes, tmp_path):
+def test_precise_bn_replaces_the_batchnorm_statistics_of_backbone_and_mask_head(
+    tiny_shapes, tmp_path
+):
     from official.core import train_utils
 
-    model_dir = tmp_path / "m"
-    params = tiny_params(tiny_shapes)
-    model = md._built(md.model_config_from_params({"task": {"model": params.task.model.as_dict()}}))
-    md.save_model_dir(model, model_dir, step=5)
-    train_utils.serialize_config(params, str(model_dir))  # the full config, as training
-    assert yaml.safe_load((model_dir / "params.yaml").read_text())["task"]["train_data"]
-    before = md.load_model_dir(model_dir)
-    after = _script().precise_batch_norm(model_dir, batches=3)
+    params = tiny_params(tiny_shapes, head="hourglass10")  # SyncBatchNormalization inside
+    params.task.train_data.seed = 0  # the same first batch for every probe below
+    config = md.model_config_from_params({"task": {"model": params.task.model.as_dict()}})
+    model = md._built(config)
 
-    def statistics(m):
-        return {
-            v.name
-            for layer in m._flatten_layers(include_self=False, recursive=True)
-            if isinstance(layer, tf_keras.layers.BatchNormalization)
-            for v in (layer.moving_mean, layer.moving_variance)
-        }
+    def model_dir(name, statistics):
+        for layer in _norms(model):
+            layer.moving_mean.assign(tf.fill(layer.moving_mean.shape, statistics))
+        path = md.save_model_dir(model, tmp_path / name, step=5)
+        train_utils.serialize_config(params, str(path))  # the full config, as training
+        return path
 
-    names = statistics(after)
-    assert names
-    changed = set()
-    for old, new in zip(before.weights, after.weights, strict=True):
-        if not np.allclose(old.numpy(), new.numpy()):
-            changed.add(new.name)
-    assert changed and changed <= names  # statistics moved, nothing else did
+    script = _script()
+    clean = script.precise_batch_norm(model_dir("clean", 0.0), batches=1)
+    garbage = script.precise_batch_norm(model_dir("garbage", 7.0), batches=1)
+    before = md.load_model_dir(tmp_path / "clean")
+    statistics = {v.name for n in _norms(clean) for v in (n.moving_mean, n.moving_variance)}
+    mask_head = {v.name for n in _norms(clean.mask_head) for v in (n.moving_mean,)}
+    assert mask_head and mask_head <= statistics
+    changed = {
+        new.name
+        for old, new in zip(before.weights, clean.weights, strict=True)
+        if not np.allclose(old.numpy(), new.numpy())
+    }
+    assert changed <= statistics  # nothing but the statistics moved...
+    assert mask_head <= changed  # ...and the mask head's did, not only the backbone's
+    # One batch replaces the statistics whatever they were before (momentum 0 first).
+    for a, b in zip(_norms(clean), _norms(garbage), strict=True):
+        np.testing.assert_allclose(a.moving_mean.numpy(), b.moving_mean.numpy(), atol=1e-5)

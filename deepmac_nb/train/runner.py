@@ -8,6 +8,7 @@ Example (from a notebook):
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -90,12 +91,13 @@ def train(params, model_dir, mode: str = "train", strategy: str = "auto", tpu=No
     apply_seed(params)
     model_dir = str(model_dir)
     Path(model_dir).mkdir(parents=True, exist_ok=True)
+    _check_resume_keeps_averaging(params, model_dir)
     train_utils.serialize_config(params, model_dir)
     dist = select_strategy(strategy, tpu)
     logging.info("Strategy %s with %d replica(s)", type(dist).__name__, dist.num_replicas_in_sync)
     with dist.scope():
         task = task_factory.get_task(params.task, logging_dir=model_dir)
-    averaged = _SaveAveragedWeights(model_dir)
+    averaged = _SaveAveragedWeights(model_dir, params.trainer.loss_upper_bound)
     orbit_runner = train_lib.OrbitExperimentRunner(
         distribution_strategy=dist, task=task, mode=mode, params=params, model_dir=model_dir,
         train_actions=[averaged],
@@ -116,10 +118,15 @@ class _SaveAveragedWeights:
     ``<model_dir>/ema_checkpoints`` (Model Garden's ``EMACheckpointing``, which Model Garden
     runs only after evaluations; ``mode="train"`` has none), where the loaders look first
     (``modeling.model_dir.weights_checkpoint``). Bound after the trainer exists, since the
-    runner takes its actions before building it."""
+    runner takes its actions before building it.
 
-    def __init__(self, model_dir: str):
+    A loop whose loss is not finite or above ``trainer.loss_upper_bound`` writes nothing:
+    this action runs before Model Garden's recovery check stops the run, and its one kept
+    average must stay the last good one, as ``ckpt-*`` does."""
+
+    def __init__(self, model_dir: str, loss_upper_bound: float = float("inf")):
         self._model_dir = model_dir
+        self._loss_upper_bound = loss_upper_bound
         self._action = None
 
     def bind(self, trainer) -> None:
@@ -132,8 +139,31 @@ class _SaveAveragedWeights:
             )
 
     def __call__(self, output) -> None:
-        if self._action is not None:
+        if self._action is None:
+            return
+        loss = float((output or {}).get("training_loss", 0.0))
+        if math.isfinite(loss) and loss <= self._loss_upper_bound:
             self._action(output)
+
+
+def _check_resume_keeps_averaging(params, model_dir: str) -> None:
+    """Refuses to resume a run with the moving average of the weights switched on or off:
+    the EMA optimizer files the inner optimizer's state (step count, moments) under
+    another checkpoint key, so the resumed run would restart its schedule silently."""
+    recorded = Path(model_dir) / "params.yaml"
+    if not recorded.is_file() or tf.train.latest_checkpoint(model_dir) is None:
+        return
+    import yaml
+
+    before = (yaml.safe_load(recorded.read_text()) or {}).get("trainer") or {}
+    was = (before.get("optimizer_config") or {}).get("ema") is not None
+    now = params.trainer.optimizer_config.ema is not None
+    if was != now:
+        state = "with" if was else "without"
+        raise UserError(
+            f"{model_dir} was trained {state} trainer.optimizer_config.ema; resume it "
+            f"{state} it too, or train into a new model dir"
+        )
 
 
 def apply_seed(params) -> int | None:
