@@ -42,45 +42,13 @@ def average_checkpoints(model_dir: Path, steps: list[int]):
 
 
 def precise_batch_norm(model_dir: Path, batches: int):
-    """The model of ``model_dir`` with every BatchNorm layer's moving mean and variance
-    (backbone and mask head) replaced by their mean over ``batches`` training batches:
-    the training step's forward pass and losses, the mask head on the batch's box crops,
-    in training mode and without gradients. Nothing else changes."""
-    import tensorflow as tf
-    import yaml
-    from official.core import config_definitions as cfg
-    from tf_keras.src.layers.normalization.batch_normalization import BatchNormalizationBase
+    """The model of ``model_dir`` after ``train.precise_bn.recompute_model_dir``: its
+    BatchNorm statistics recomputed over ``batches`` batches of the run's own training
+    data, as ``task.precise_bn_batches`` does at the end of training."""
+    from deepmac_nb.train import precise_bn
 
-    from deepmac_nb.modeling import model_dir as md
-    from deepmac_nb.train import data_sources, experiments
-    from deepmac_nb.train.config import DeepMACTaskConfig
-    from deepmac_nb.train.task import DeepMACTask
-
-    if batches < 1:
-        raise ValueError("precise BatchNorm needs at least one batch")
-    experiments.register()
-    params = cfg.ExperimentConfig(task=DeepMACTaskConfig())
-    recorded = yaml.safe_load((model_dir / md.PARAMS_FILE).read_text())
-    params.override({"task": recorded["task"]}, is_strict=False)
-    params = data_sources.prepare_experiment_data(params)
-    task = DeepMACTask(params.task)
-    model = md.load_model_dir(model_dir)
-    # Model Garden's hourglass mask heads use SyncBatchNormalization, a sibling of
-    # BatchNormalization under BatchNormalizationBase.
-    norms = [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, BatchNormalizationBase)
-    ]
-    late = tf.constant(10**9, tf.int64)  # past every warm-up
-    seen = 0
-    for i, (images, labels) in enumerate(task.build_inputs(params.task.train_data).take(batches)):
-        for layer in norms:  # moving = i/(i+1) moving + 1/(i+1) batch: the running mean
-            layer.momentum = i / (i + 1.0)
-        outputs = model(images, training=True)
-        task.build_losses(outputs, labels, model=model, training=True, images=images, step=late)
-        seen = i + 1
-    print(f"{len(norms)} BatchNorm layers over {seen} batches")
+    model = precise_bn.recompute_model_dir(model_dir, batches)
+    print(f"{len(precise_bn.batch_norm_layers(model))} BatchNorm layers over {batches} batches")
     return model
 
 

@@ -76,6 +76,10 @@ class DeepMACTaskConfig(cfg.TaskConfig):
         augmentation. None: unseeded.
       deterministic: TensorFlow's deterministic kernels too (``runner.apply_seed``):
         then the same seed, data and machine give the same losses, bit for bit.
+      precise_bn_batches: at the end of training, recompute every BatchNorm layer's
+        statistics as their mean over this many training batches
+        (``train.precise_bn``; the reference's momentum 0.1 leaves them mostly the last
+        batch's). 0: off, as in the reference.
     """
 
     model: DeepMACModelConfig = dataclasses.field(default_factory=DeepMACModelConfig)
@@ -93,5 +97,6 @@ class DeepMACTaskConfig(cfg.TaskConfig):
     init_checkpoint_modules: str = "backbone"
     seed: int | None = 0
     deterministic: bool = False
+    precise_bn_batches: int = 0
     # Keep the backbone's weights (and batch-norm statistics) fixed while training.
     freeze_backbone: bool = False

@@ -19,7 +19,7 @@ from official.core import actions, task_factory, train_lib, train_utils
 from official.modeling import optimization
 
 from deepmac_nb.errors import UserError
-from deepmac_nb.train import data_sources, experiments
+from deepmac_nb.train import data_sources, experiments, precise_bn
 
 _NO_TPU = (
     "this runtime reports a TPU, but TensorFlow could not initialise it: install the matched "
@@ -97,11 +97,17 @@ def train(params, model_dir, mode: str = "train", strategy: str = "auto", tpu=No
     logging.info("Strategy %s with %d replica(s)", type(dist).__name__, dist.num_replicas_in_sync)
     with dist.scope():
         task = task_factory.get_task(params.task, logging_dir=model_dir)
+    # Precise BatchNorm first, so the averaged checkpoint also gets the new statistics.
+    precise = precise_bn.PreciseBatchNormAction(
+        task, params.task.train_data, params.trainer.train_steps,
+        getattr(params.task, "precise_bn_batches", 0),
+    )  # fmt: skip
     averaged = _SaveAveragedWeights(model_dir, params.trainer.loss_upper_bound)
     orbit_runner = train_lib.OrbitExperimentRunner(
         distribution_strategy=dist, task=task, mode=mode, params=params, model_dir=model_dir,
-        train_actions=[averaged],
+        train_actions=[precise, averaged],
     )  # fmt: skip
+    precise.bind(orbit_runner.trainer)
     averaged.bind(orbit_runner.trainer)
     try:
         return orbit_runner.run()
