@@ -127,14 +127,17 @@ def test_sweep_table_gap_is_judged_against_the_pooled_seed_spread(tmp_path, caps
 
 def test_photo_recipe_figures_come_from_the_cli_config(monkeypatch, tmp_path):
     """The photo recipe's seeds were trained by this script (``--dataset coco_mini --steps 800
-    --params-override task.model.mask.image_channels=true``); its config must be the one
-    ``deepmac-nb train --experiment deepmac_coco_mini_voc_img --seed S`` builds, key by key."""
+    --params-override task.model.mask.image_channels=true``), and their BatchNorm
+    statistics recomputed afterwards (``reweigh_model_dir.py --precise-bn 100``). With that
+    setting named, the script's config is the one ``deepmac-nb train --experiment
+    deepmac_coco_mini_voc_img --seed S`` builds, key by key."""
     from deepmac_nb.train import data_sources, train_cli
 
     script = _load_script()
     monkeypatch.setattr(data_sources, "prepare_experiment_data", lambda params: params)
     argv = ["--dataset", "coco_mini", "--steps", "800", "--heads", "hourglass20",
-            "--params-override", "task.model.mask.image_channels=true",
+            "--params-override",
+            "task.model.mask.image_channels=true,task.precise_bn_batches=100",
             "--out", str(tmp_path / "r.json")]  # fmt: skip
     parser = argparse.ArgumentParser()
     train_cli.add_arguments(parser)

@@ -74,14 +74,16 @@ def test_head_input_channels_counts_what_the_model_feeds(model):
     assert seen["shape"][-1] == model.config.mask.head_input_channels()
 
 
-def test_the_coco_mini_image_recipe_changes_only_the_input_and_the_schedule():
+def test_the_coco_mini_image_recipe_changes_only_the_input_the_schedule_and_the_bn():
     from deepmac_nb.train import experiments
 
     base = experiments.get_experiment("deepmac_coco_mini_voc").as_dict()
     img = experiments.get_experiment("deepmac_coco_mini_voc_img").as_dict()
     assert not base["task"]["model"]["mask"]["image_channels"]
     assert img["task"]["model"]["mask"]["image_channels"]
+    assert (img["task"]["precise_bn_batches"], base["task"]["precise_bn_batches"]) == (100, 0)
     img["task"]["model"]["mask"]["image_channels"] = False
+    img["task"]["precise_bn_batches"] = 0
     assert img["task"] == base["task"]  # same data, mask split, losses and model otherwise
     lr = img["trainer"]["optimizer_config"]["learning_rate"]["cosine"]
     assert img["trainer"]["train_steps"] == lr["decay_steps"] == 800

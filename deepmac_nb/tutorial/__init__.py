@@ -76,8 +76,8 @@ PHOTO_CAVEATS = {
     "COCO-mini's unseen classes), it does not beat it. Use the official checkpoint when "
     "you can.",
     PHOTO_LABEL: "a small model trained on 2 CPU cores: on photos it beats an inscribed "
-    "ellipse on classes it never saw a mask of (39.8 mask AP on COCO-mini's unseen "
-    "classes, 40.3 +- 1.5 over 3 seeds of its recipe, against 36.2), but it is far below "
+    "ellipse on classes it never saw a mask of (40.6 mask AP on COCO-mini's unseen "
+    "classes, 41.9 +- 1.2 over 3 seeds of its recipe, against 36.2), but it is far below "
     "the official checkpoint. Use that when you can.",
     QUICK_LABEL: "it was trained on synthetic shapes and has never seen a photograph; on "
     "photos it is weaker than an inscribed ellipse (30.9 vs 36.2 mask AP on COCO-mini's "
