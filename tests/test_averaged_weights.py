@@ -106,6 +106,12 @@ def test_a_bad_loop_never_replaces_the_last_good_average(tmp_path):
             assert md.weights_checkpoint(tmp_path) is None
         action({"training_loss": np.float32(1.0)})
     assert md.weights_checkpoint(tmp_path).endswith("average_weights-0")
+    # With evaluations, Model Garden's own EMACheckpointing owns the folder.
+    evaluated = runner._SaveAveragedWeights(str(tmp_path / "eval"), mode="train_and_eval")
+    evaluated.bind(trainer)
+    with strategy.scope():
+        evaluated({"training_loss": 1.0})
+    assert not (tmp_path / "eval").exists()
     # Without the EMA optimizer the action does nothing.
     plain = runner._SaveAveragedWeights(str(tmp_path / "plain"))
     plain.bind(types.SimpleNamespace(model=model, optimizer=tf_keras.optimizers.legacy.SGD()))

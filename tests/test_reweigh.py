@@ -52,10 +52,9 @@ def test_average_of_two_checkpoints_and_bad_input(tmp_path, capsys):
 
 
 def _norms(layer) -> list:
-    from tf_keras.src.layers.normalization.batch_normalization import BatchNormalizationBase
+    from deepmac_nb.train import precise_bn
 
-    found = layer._flatten_layers(include_self=False, recursive=True)
-    return [n for n in found if isinstance(n, BatchNormalizationBase)]
+    return precise_bn.batch_norm_layers(layer)
 
 
 @pytest.mark.large

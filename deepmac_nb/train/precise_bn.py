@@ -24,18 +24,22 @@ it at the end of ``deepmac-nb train``, before the last checkpoint is written
 from __future__ import annotations
 
 import tensorflow as tf
+import tf_keras
 from absl import logging
-from tf_keras.src.layers.normalization.batch_normalization import BatchNormalizationBase
 
 _PAST_EVERY_WARMUP = 10**9
 
 
 def batch_norm_layers(model) -> list:
     """Every BatchNorm layer of ``model``, nested ones included. Model Garden's hourglass
-    mask heads use ``SyncBatchNormalization``, a sibling of ``BatchNormalization`` under
-    ``BatchNormalizationBase``, so that is the class matched."""
+    mask heads use ``SyncBatchNormalization``, a sibling of ``BatchNormalization`` (not a
+    subclass), so both public classes are matched."""
+    kinds = (
+        tf_keras.layers.BatchNormalization,
+        tf_keras.layers.experimental.SyncBatchNormalization,
+    )
     layers = model._flatten_layers(include_self=False, recursive=True)
-    return [layer for layer in layers if isinstance(layer, BatchNormalizationBase)]
+    return [layer for layer in layers if isinstance(layer, kinds)]
 
 
 def recompute_batch_norm(model, task, dataset: tf.data.Dataset, batches: int) -> int:

@@ -102,7 +102,7 @@ def train(params, model_dir, mode: str = "train", strategy: str = "auto", tpu=No
         task, params.task.train_data, params.trainer.train_steps,
         getattr(params.task, "precise_bn_batches", 0),
     )  # fmt: skip
-    averaged = _SaveAveragedWeights(model_dir, params.trainer.loss_upper_bound)
+    averaged = _SaveAveragedWeights(model_dir, params.trainer.loss_upper_bound, mode)
     orbit_runner = train_lib.OrbitExperimentRunner(
         distribution_strategy=dist, task=task, mode=mode, params=params, model_dir=model_dir,
         train_actions=[precise, averaged],
@@ -123,19 +123,23 @@ class _SaveAveragedWeights:
     the moving average of the weights after every train loop to
     ``<model_dir>/ema_checkpoints`` (Model Garden's ``EMACheckpointing``, which Model Garden
     runs only after evaluations; ``mode="train"`` has none), where the loaders look first
-    (``modeling.model_dir.weights_checkpoint``). Bound after the trainer exists, since the
-    runner takes its actions before building it.
+    (``modeling.model_dir.weights_checkpoint``). A mode with evaluations keeps Model
+    Garden's own action alone, so one manager owns the folder. Bound after the trainer
+    exists, since the runner takes its actions before building it.
 
     A loop whose loss is not finite or above ``trainer.loss_upper_bound`` writes nothing:
     this action runs before Model Garden's recovery check stops the run, and its one kept
     average must stay the last good one, as ``ckpt-*`` does."""
 
-    def __init__(self, model_dir: str, loss_upper_bound: float = float("inf")):
+    def __init__(self, model_dir: str, loss_upper_bound: float = float("inf"), mode="train"):
         self._model_dir = model_dir
         self._loss_upper_bound = loss_upper_bound
+        self._mode = mode
         self._action = None
 
     def bind(self, trainer) -> None:
+        if "eval" in self._mode:
+            return  # Model Garden's get_eval_actions adds EMACheckpointing itself
         if trainer is not None and isinstance(
             trainer.optimizer, optimization.ExponentialMovingAverage
         ):
