@@ -112,17 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deep", default="hourglass52")
     parser.add_argument("--out", default=None, help="also write the table as JSON")
     args = parser.parse_args(argv)
-    all_rows, gaps, baselines = [], [], {}
+    all_rows, baselines = [], {}
     for path in args.results:
         results = json.loads(Path(path).read_text())
-        rows = head_rows(results)
-        all_rows += rows
-        found = gap(rows, args.shallow, args.deep)
-        if found:
-            gaps.append(found)
+        all_rows += head_rows(results)
         seen, unseen = results["splits"]
         for method, b in results.get("baselines", {}).items():
             baselines[method] = {"seen": b[seen]["AP"], "unseen": b[unseen]["AP"]}
+    # One gap per budget, whichever files its heads came from (a head swept later has
+    # its own file); a head given twice for one budget keeps its last file's row.
+    budgets = sorted({r["steps"] for r in all_rows})
+    gaps = [g for n in budgets if (g := gap([r for r in all_rows if r["steps"] == n],
+                                            args.shallow, args.deep))]  # fmt: skip
     print(markdown(all_rows, gaps, baselines))
     if args.out:
         table = {"rows": all_rows, "gaps": gaps, "baselines": baselines}

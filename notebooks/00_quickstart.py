@@ -28,7 +28,7 @@
 #
 # 1. install (nothing to do in a checkout),
 # 2. load a model: the official COCO checkpoint when online, otherwise a small model
-#    trained on synthetic shapes (trained here in about two minutes if none is cached),
+#    trained on synthetic shapes (trained here in about four minutes if none is cached),
 # 3. an image and boxes, typed as numbers,
 # 4. masks, drawn over the image,
 # 5. (optional) draw your own boxes with sliders.

@@ -44,7 +44,7 @@ except ImportError:
     )
 
 # %% tags=["parameters"]
-QUICK = True  # True: few steps (~2 min on a CPU); False: the experiment's own length
+QUICK = True  # True: 600 steps (~4 min on a CPU); False: the experiment's own length
 EXPERIMENT = "deepmac_shapes_quick"  # any name of the table below
 STEPS = None  # None: QUICK -> tutorial.QUICK_STEPS, else the experiment's train_steps
 MASK_HEAD = None  # e.g. "hourglass52", "resnet4", "conv2"; None: the experiment's

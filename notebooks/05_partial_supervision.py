@@ -128,9 +128,10 @@ viz.table(rows)
 # %% [markdown]
 # Read the `unseen AP` column and the `unseen/seen` ratio. The evaluation above uses
 # the first 40 validation images in QUICK mode (the seed columns: the benchmark's first
-# 100, several trainings), so expect a point or two of difference between the two. A learned head has
-# to beat every classical row on unseen shapes to be worth anything; the deep head should
-# also keep a larger share of its seen-class quality than the shallow one.
+# 100, several trainings), so expect a point or two of difference between the two. A
+# learned head has to beat every classical row on unseen shapes to be worth anything;
+# the deep head should also keep a larger share of its seen-class quality than the
+# shallow one.
 #
 # ## 2. Object by object
 #
@@ -151,8 +152,9 @@ display(sheet)
 viz.table(iou_rows)
 
 # %% [markdown]
-# These are the first object of each class with at least 400 pixels, not the ones any
-# method does best on, so one row can contradict the AP table. The mean IoU over every
+# Each row is the largest object of its class in the first 40 validation images: chosen
+# by size alone (the least occluded, where a hole or a spike shows most), not by how any
+# method does on it, so one row can still contradict the AP table. The mean IoU over every
 # unseen object of the evaluated images is the fairer picture. For the shipped heads it
 # shows where the deep head's lead comes from (star and heart) and what no head has
 # learned at 600 steps (the ring's hole, the crescent's bite: there the ellipse is still
@@ -210,10 +212,11 @@ viz.table(head_rows)
 #
 # The quick configuration trained once with `hourglass20` (the model notebook 02 trains
 # and all notebooks share) and once with each head in `COMPARE_HEADS`, evaluated the
-# same way. In QUICK mode this is a short schedule (`tutorial.QUICK_STEPS` steps), a
-# fraction of the reference models' training, and one seed: the ranking usually matches
-# the reference table, the margins are smaller and change from seed to seed. With
-# `QUICK = False` these runs use the experiment's full schedule.
+# same way. In QUICK mode this is the reference models' own schedule (600 steps,
+# `tutorial.QUICK_STEPS`) and seed, so the live pair should land near the reference
+# table; training on CPU threads is not bit-for-bit repeatable, so expect a point or two
+# of difference, and more between seeds (docs/results.md). With `QUICK = False` these
+# runs use the experiment's full schedule.
 
 # %%
 heads = {"hourglass20": tutorial.ensure_quick_model(steps)}

@@ -7,8 +7,8 @@ import os
 
 # Keep TensorFlow's C++ chatter out of test logs; must be set before TF is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The notebooks' QUICK schedule, shortened (300 steps for users): the notebook tests check
-# that each notebook runs and writes its outputs, not how good a 300-step model is. Set
+# The notebooks' QUICK schedule, shortened (600 steps for users): the notebook tests check
+# that each notebook runs and writes its outputs, not how good a 600-step model is. Set
 # before deepmac_nb is imported; the notebook kernels inherit it.
 os.environ.setdefault("DEEPMAC_NB_QUICK_STEPS", "100")
 

@@ -123,6 +123,15 @@ def test_sweep_table_gap_is_judged_against_the_pooled_seed_spread(tmp_path, caps
     text = capsys.readouterr().out
     assert "| 600 | `conv2` | 10 | 3 | 40.0 ± 1.0 | **20.0 ± 1.0** | 0.50 ± 0.01 |" in text
     assert "`ellipse` (no learning)" in text and "gap > 2 sd does not hold" in text
+    # A head swept later, in its own file, is compared with the shallow head of the same
+    # budget from another file.
+    shallow = _sweep_results(600, {"conv2": [(40, 20), (41, 21), (39, 19)]})
+    deep = _sweep_results(600, {"hourglass52": [(44, 26), (45, 27), (43, 25)]})
+    for name, results in (("shallow", shallow), ("deep", deep)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(results))
+    files = [str(tmp_path / "shallow.json"), str(tmp_path / "deep.json")]
+    assert table.main([*files, "--out", str(out)]) == 0
+    assert [(g["steps"], g["gap"]) for g in json.loads(out.read_text())["gaps"]] == [(600, 6.0)]
 
 
 def test_photo_recipe_figures_come_from_the_cli_config(monkeypatch, tmp_path):

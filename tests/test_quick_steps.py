@@ -1,4 +1,4 @@
-"""The QUICK schedule's length comes from ``$DEEPMAC_NB_QUICK_STEPS`` (300 by default)."""
+"""The QUICK schedule's length comes from ``$DEEPMAC_NB_QUICK_STEPS`` (600 by default)."""
 
 import pytest
 
@@ -8,7 +8,7 @@ from deepmac_nb.tutorial import quick_model
 
 def test_quick_steps_default_and_override(monkeypatch):
     monkeypatch.delenv(quick_model.QUICK_STEPS_ENV, raising=False)
-    assert quick_model._quick_steps() == 300
+    assert quick_model._quick_steps() == 600
     monkeypatch.setenv(quick_model.QUICK_STEPS_ENV, " 42 ")
     assert quick_model._quick_steps() == 42
 

@@ -256,11 +256,23 @@ def test_plot_titles_never_double_parentheses():
 def test_examples_by_class_gives_one_large_instance_per_class_in_order():
     from deepmac_nb.evaluation import mask_sheet
 
-    examples = mask_sheet.examples_by_class([6, 7], min_area=300)
+    examples = mask_sheet.examples_by_class([6, 7], min_area=300, max_images=8)
     assert [cid for _, _, cid, _ in examples] == [6, 7]
     for image, box, _, mask in examples:
         assert image.shape[:2] == mask.shape and mask.sum() >= 300
         assert np.allclose(box, viz.boxes_from_masks(mask[None])[0])
+    # "largest" is the biggest visible instance of its class over the same images;
+    # "first" the earliest one big enough.
+    areas = {6: [], 7: []}
+    for _, instances in mask_sheet._val_images(0, 8):
+        for cid, mask in instances:
+            if cid in areas and mask.sum() >= 300:
+                areas[cid].append(int(mask.sum()))
+    assert [int(m.sum()) for *_, m in examples] == [max(areas[6]), max(areas[7])]
+    first = mask_sheet.examples_by_class([6, 7], min_area=300, max_images=8, pick="first")
+    assert [int(m.sum()) for *_, m in first] == [areas[6][0], areas[7][0]]
+    with pytest.raises(ValueError, match="pick"):
+        mask_sheet.examples_by_class([6], pick="best")
 
 
 def test_class_mean_iou_scores_every_instance_of_each_class():

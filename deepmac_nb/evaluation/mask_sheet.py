@@ -143,22 +143,34 @@ def _val_images(start: int, count: int):
 
 
 def examples_by_class(
-    class_ids: Sequence[int], min_area: int = 400, start: int = 0, max_images: int = 200
+    class_ids: Sequence[int],
+    min_area: int = 400,
+    start: int = 0,
+    max_images: int = 40,
+    pick: str = "largest",
 ) -> list[tuple]:
-    """One shapes val instance per id of ``class_ids`` (in that order): the first, from
-    image ``start`` on, with at least ``min_area`` visible pixels. Returns ``(image, box
-    [4] normalized, category_id, mask bool [H, W])`` tuples for ``mask_sheet``."""
+    """One shapes val instance per id of ``class_ids`` (in that order), among images
+    ``start .. start + max_images - 1`` and with at least ``min_area`` visible pixels:
+    the one with the most visible pixels (``pick="largest"``: the least occluded, where
+    a shape's holes and spikes show most, chosen without looking at any method's
+    masks) or the first found (``pick="first"``). Returns ``(image, box [4]
+    normalized, category_id, mask bool [H, W])`` tuples for ``mask_sheet``."""
     from deepmac_nb import viz
 
+    if pick not in ("largest", "first"):
+        raise ValueError(f"pick must be 'largest' or 'first', got {pick!r}")
     found: dict[int, tuple] = {}
     for image, instances in _val_images(start, max_images):
         for cid, mask in instances:
-            if cid in class_ids and cid not in found and mask.sum() >= min_area:
-                box = viz.boxes_from_masks(mask[None])[0]
-                found[cid] = (image, box, cid, mask)
-        if len(found) == len(set(class_ids)):
+            area = int(mask.sum())
+            if cid not in class_ids or area < min_area:
+                continue
+            if cid in found and (pick == "first" or area <= found[cid][0]):
+                continue
+            found[cid] = (area, (image, viz.boxes_from_masks(mask[None])[0], cid, mask))
+        if pick == "first" and len(found) == len(set(class_ids)):
             break
-    return [found[c] for c in class_ids if c in found]
+    return [found[c][1] for c in class_ids if c in found]
 
 
 def class_mean_iou(

@@ -294,12 +294,13 @@ def deepmac_coco_mini_voc_weak():
 
     Command: ``deepmac-nb train --experiment deepmac_coco_mini_voc_weak --seed 0
     --model-dir runs/coco_weak``, evaluated as ``deepmac_coco_mini_voc`` (non-VOC mask AP
-    on ``val_dev.json`` is the headline). Hardware: 2 CPU cores. Time: 1 h 59 min with two
-    to four other jobs on the cores (not timed alone; slower per step than the
-    supervised recipe's 25 min). Result (seed 0, flip TTA, BatchNorm statistics
-    recomputed): val_dev non-VOC 31.8, VOC 26.6, against 40.6 / 34.0 for
-    ``deepmac_coco_mini_voc_img`` seed 0 and 36.2 / 26.9 for the ellipse: with these
-    untuned settings the weak losses cost 8 AP. Not a recommended recipe. docs/results.md.
+    on ``val_dev.json`` is the headline). Hardware: 2 CPU cores. Time: 1 h 30 min (seed 1)
+    and 1 h 59 min (seed 0) with one to four other jobs on the cores (not timed alone;
+    slower per step than the supervised recipe's 25 min). Result (seeds 0, 1, flip TTA,
+    BatchNorm statistics recomputed): val_dev non-VOC 32.9 +- 1.6, VOC 25.6 +- 1.4,
+    against 41.9 +- 1.2 / 32.2 +- 2.1 for ``deepmac_coco_mini_voc_img`` (3 seeds) and
+    36.2 / 26.9 for the ellipse: with these untuned settings the weak losses cost 9 AP.
+    Not a recommended recipe. docs/results.md.
     """
     return with_weak_losses(deepmac_coco_mini_voc_img())
 
