@@ -1,6 +1,7 @@
-"""The head sweep's table: several ``mask_head_ablation.py`` results (one per training
-budget) as one Markdown table, with the paper's quantity (unseen / seen AP) per head and
-the deep-vs-shallow unseen gap measured against the seeds' spread.
+"""The head sweep's table: several ``mask_head_ablation.py`` results (one or more per
+training budget: a head swept later may have its own file) as one Markdown table, with
+the paper's quantity (unseen / seen AP) per head and the deep-vs-shallow unseen gap
+measured against the seeds' spread.
 
     .venv/bin/python benchmarks/head_sweep_table.py runs/sweep/quick.json \\
         runs/sweep/long.json [--shallow conv2 --deep hourglass52] [--out table.json]
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         for method, b in results.get("baselines", {}).items():
             baselines[method] = {"seen": b[seen]["AP"], "unseen": b[unseen]["AP"]}
     # One gap per budget, whichever files its heads came from (a head swept later has
-    # its own file); a head given twice for one budget keeps its last file's row.
+    # its own file). A head given twice for one budget is printed twice; its last file's
+    # row is the one the gap uses.
     budgets = sorted({r["steps"] for r in all_rows})
     gaps = [g for n in budgets if (g := gap([r for r in all_rows if r["steps"] == n],
                                             args.shallow, args.deep))]  # fmt: skip

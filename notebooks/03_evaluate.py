@@ -193,9 +193,9 @@ viz.table(iou_rows)
 
 # %% [markdown]
 # Four objects are few. Each is the largest of its class in the first 40 validation
-# images, chosen by size, not by how any method does on it: it can be a hard case. The mean IoU over every unseen object of the evaluated shapes
-# images (the shapes set, like the sheet, also with your own `ANNOTATIONS`) is the fairer
-# picture:
+# images, chosen by size, not by how any method does on it: it can be a hard case. The
+# mean IoU over every unseen object of the evaluated shapes images (the shapes set, like
+# the sheet, also with your own `ANNOTATIONS`) is the fairer picture:
 
 # %%
 viz.table(mask_sheet.class_mean_iou(methods, [6, 7, 5, 8], names, num_images=max_images or 200))

@@ -7,8 +7,8 @@ and the demo helpers.
 ``large`` (each starts a kernel): a missing data path stopping a notebook in its first
 cells, and every notebook executed in QUICK mode in a fresh kernel (nbclient), checking
 the files it is meant to write. They share one quick model through ``$DEEPMAC_NB_CACHE``
-(default ``~/.cache/deepmac_nb``): the first notebook that needs it trains it (~2 min on 2
-cores); later runs reuse it.
+(default ``~/.cache/deepmac_nb``): the first notebook that needs it trains it (100 steps in the
+suite, ~1 min on 2 cores); later runs reuse it.
 """
 
 from __future__ import annotations
