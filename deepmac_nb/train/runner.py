@@ -131,7 +131,7 @@ class _SaveAveragedWeights:
     this action runs before Model Garden's recovery check stops the run, and its one kept
     average must stay the last good one, as ``ckpt-*`` does."""
 
-    def __init__(self, model_dir: str, loss_upper_bound: float = float("inf"), mode="train"):
+    def __init__(self, model_dir: str, loss_upper_bound: float = float("inf"), mode: str = "train"):
         self._model_dir = model_dir
         self._loss_upper_bound = loss_upper_bound
         self._mode = mode
