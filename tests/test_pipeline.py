@@ -156,6 +156,23 @@ def test_parse_inside_tf_data_map_and_empty_image():
     assert float(tf.reduce_max(labels["ct_heatmaps"])) == 0.0
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_parse_in_a_graph_needs_no_autograph_conversion(training):
+    """AutoGraph runs a function it skipped or failed to convert as it is, and remembers
+    that for the process; Model Garden's CenterNet assigner branches in Python on a
+    tensor, which then raises OperatorNotAllowedInGraphError inside ``Dataset.map``. The
+    parser must give the same labels in a graph whether or not AutoGraph converts it."""
+    parser = pipeline.DeepMACParser(SETTINGS)
+    unconverted = tf.autograph.experimental.do_not_convert(
+        lambda decoded: parser.parse(decoded, training, tf.constant([3, 4]))
+    )
+    _, graph = next(iter(tf.data.Dataset.from_tensors(_decoded()).map(unconverted)))
+    _, eager = parser.parse(_decoded(), training, tf.constant([3, 4]))
+    assert int(graph["num_instances"]) == 2
+    for key in ("ct_heatmaps", "ct_offset", "ct_size", "box_indices", "mask_targets"):
+        np.testing.assert_allclose(graph[key], eager[key], atol=1e-6, err_msg=key)
+
+
 def test_too_many_instances_truncated_to_max():
     settings = pipeline.ParserSettings(
         input_size=(64, 64), num_classes=8, max_num_instances=2, mask_size=8

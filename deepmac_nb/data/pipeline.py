@@ -32,6 +32,7 @@ Label dict (``M = max_num_instances``, ``S = mask_size``, ``h, w`` = input / str
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import tensorflow as tf
 from official.projects.centernet.ops import target_assigner
@@ -202,6 +203,20 @@ def _pad(tensor: tf.Tensor, length: int) -> tf.Tensor:
     return tf.pad(tensor, pad)
 
 
+@functools.cache
+def _assign_centernet_targets():
+    """Model Garden's ``assign_centernet_targets``, converted by AutoGraph on purpose.
+
+    It branches in Python on a tensor (``if num_objects > 0``), so in a graph it needs
+    AutoGraph. Left to ``Dataset.map``'s implicit, recursive conversion, it works only as
+    long as every caller on the way is converted too: AutoGraph silently runs a function
+    it skipped or failed to convert as it is, and remembers that for the process, and the
+    branch then fails deep in the input pipeline with ``OperatorNotAllowedInGraphError``
+    (seen once in a notebook kernel). ``to_graph`` converts it here and raises if it
+    cannot."""
+    return tf.autograph.to_graph(target_assigner.assign_centernet_targets)
+
+
 class DeepMACParser:
     """Turns ``TfExampleDecoder(include_mask=True)`` outputs into model inputs and labels.
 
@@ -214,7 +229,14 @@ class DeepMACParser:
         self.s = settings
 
     def parse_fn(self, is_training: bool):
-        return lambda decoded, seed=None: self.parse(decoded, is_training, seed)
+        """``parse`` as a ``Dataset.map`` function ``(decoded, seed=None) -> (inputs, labels)``.
+
+        Not converted by AutoGraph: the parser is plain graph code (``tf.cond``, no Python
+        branches on tensors), so what runs inside ``map`` is what runs eagerly in the tests,
+        whether or not AutoGraph would have converted it."""
+        return tf.autograph.experimental.do_not_convert(
+            lambda decoded, seed=None: self.parse(decoded, is_training, seed)
+        )
 
     def parse(self, decoded: dict, is_training: bool, seed=None) -> tuple[tf.Tensor, dict]:
         """``seed``: this example's stateless augmentation seed ``int [2]`` (training;
@@ -292,7 +314,7 @@ class DeepMACParser:
         in_h, in_w = self.s.input_size
         out_hw = [in_h // self.s.output_stride, in_w // self.s.output_stride]
         scale = tf.constant([in_h, in_w, in_h, in_w], tf.float32)
-        targets = target_assigner.assign_centernet_targets(
+        targets = _assign_centernet_targets()(
             labels={
                 "boxes": labels["boxes"] * scale,
                 "classes": labels["classes"],
