@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from deepmac_nb.data import pipeline
-from deepmac_nb.modeling import deepmac_model
+from deepmac_nb.modeling import crops, deepmac_model
 from deepmac_nb.modeling.config import tiny_model_config
 from deepmac_nb.train import mask_branch
 from deepmac_nb.train import weak_losses as weak
@@ -341,7 +341,7 @@ def test_jittered_targets_and_the_crop_frame_box_agree():
     box, crop = train["boxes"][:1], train["crop_boxes"][:1]
     assert np.all(crop[:, :2] <= box[:, :2] + 1e-6) and np.all(crop[:, 2:] >= box[:, 2:] - 1e-6)
     assert float(tf.reduce_sum(tf.abs(crop - box))) > 0.05
-    filled = weak.fill_boxes(weak.boxes_in_crop_frame(box, crop), 16).numpy()[0]
+    filled = weak.fill_boxes(crops.boxes_in_crop_frame(box, crop), 16).numpy()[0]
     target = train["mask_targets"][0].numpy()
     # Bilinear targets are soft at the box edge: compare away from it.
     assert np.all(target[filled > 0] > 0.2) and np.all(target[filled == 0] < 0.8)

@@ -13,7 +13,8 @@ Per image (inside ``tf.data.Dataset.map``):
    target cropped with the same align-corners crop as the model, plus a mask weight
    that is 0 for classes outside the allowed split, crowd and padded instances. With
    ROI jitter (training only) the mask crop box is a jittered copy of the box
-   (``crop_boxes``) and the target is cropped there.
+   (``crop_boxes``) and the target is cropped there; with the model's crop context
+   every crop box (training and validation) is also grown by it, as the model does.
 
 Mask targets are cropped from the *original* full-resolution masks using each final box
 mapped back into the original image frame: flip, crop and resize are axis-aligned
@@ -37,7 +38,7 @@ import functools
 import tensorflow as tf
 from official.projects.centernet.ops import target_assigner
 
-from deepmac_nb.modeling import preprocess
+from deepmac_nb.modeling import crops, preprocess
 
 # Boxes smaller than this (in input pixels) after re-framing carry no usable signal.
 _MIN_BOX_PIXELS = 1.0
@@ -60,6 +61,7 @@ class ParserSettings:
     aug_scale_max: float = 1.3
     max_roi_jitter_ratio: float = 0.0
     roi_jitter_mode: str = "default"
+    crop_context: float = 0.0  # the model's ``mask.crop_context``
 
 
 JITTER_MODES = (
@@ -289,6 +291,8 @@ class DeepMACParser:
         crop = framed
         if jitter and self.s.max_roi_jitter_ratio > 0:
             crop = jitter_boxes(framed, self.s.max_roi_jitter_ratio, self.s.roi_jitter_mode, seed)
+        # The model grows every box it crops by the same context at inference.
+        crop = crops.grow_boxes(crop, self.s.crop_context)
         targets = mask_targets(masks, unframe_boxes(crop, window), self.s.mask_size, flipped)
         m = self.s.max_num_instances
         count = tf.minimum(tf.shape(classes)[0], m)

@@ -36,6 +36,12 @@ class MaskConfig(hyperparams.Config):
         more channels, so the head sees the pixels at input resolution, not only the
         stride-4 pixel embedding. A small backbone that has not yet learned texture
         leaves the head nothing to draw an outline from; these channels give it one.
+      crop_context: an extension of the reference (0 in every paper config): the head
+        reads each box grown by this fraction of its height and width on every side,
+        in training and at inference alike, and the model resamples the logits to the
+        box's own frame, so its outputs stay box-frame masks. The box then never fills
+        its crop, which box consistency needs, without the train/test mismatch of
+        ROI jitter (jittered crops in training, exact boxes at inference).
     """
 
     network_type: str = "hourglass100"
@@ -47,6 +53,7 @@ class MaskConfig(hyperparams.Config):
     last_stage_only: bool = False
     crop_method: str = "native"
     image_channels: bool = False
+    crop_context: float = 0.0
 
     def head_input_channels(self) -> int:
         """Channels ``C`` of the ``[N, S, S, C]`` crops the mask head reads."""

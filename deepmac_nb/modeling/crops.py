@@ -39,6 +39,24 @@ def sanitize_boxes(boxes: tf.Tensor) -> tf.Tensor:
     )
 
 
+def grow_boxes(boxes: tf.Tensor, context: float) -> tf.Tensor:
+    """Boxes ``[..., 4]`` grown on every side by ``context`` times their height (top and
+    bottom) and width (left and right). Not clipped: a crop past the map reads its zero
+    padding. ``context = 0`` returns ``boxes`` unchanged."""
+    if not context:
+        return boxes
+    extent = boxes[..., 2:] - boxes[..., :2]
+    return boxes + context * tf.concat([-extent, extent], axis=-1)
+
+
+def boxes_in_crop_frame(boxes: tf.Tensor, crop_boxes: tf.Tensor) -> tf.Tensor:
+    """``boxes [..., 4]`` expressed in the frame of their ``crop_boxes [..., 4]`` (both in
+    one frame): ``[0, 0, 1, 1]`` is the whole crop."""
+    origin = tf.concat([crop_boxes[..., :2], crop_boxes[..., :2]], axis=-1)
+    extent = tf.maximum(crop_boxes[..., 2:] - crop_boxes[..., :2], 1e-6)
+    return (boxes - origin) / tf.concat([extent, extent], axis=-1)
+
+
 def flatten_boxes(boxes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """``[B, N, 4]`` boxes -> ``([B * N, 4] boxes, [B * N] image indices)``; row ``b * N + n``."""
     shape = tf.shape(boxes)

@@ -98,17 +98,29 @@ class DeepMACModel(tf_keras.Model):
         return [self.stage_mask_logits(raw, i, boxes, training) for i in self.mask_stages(raw)]
 
     def stage_mask_logits(self, raw: dict, stage: int, boxes, training=None) -> tf.Tensor:
-        """Mask logits ``[B, N, S, S]`` of one stage for boxes ``[B, N, 4]``."""
+        """Mask logits ``[B, N, S, S]`` of one stage for boxes ``[B, N, 4]``, in each box's
+        frame. With ``mask.crop_context`` the head reads the grown box, as in training,
+        and its logits are resampled to the box (bilinear, align corners)."""
         flat, indices = crops.flatten_boxes(boxes)
-        logits = self.flat_mask_logits(raw, stage, flat, indices, training)
+        context = self._mask_cfg.crop_context
+        grown = crops.grow_boxes(flat, context)
+        logits = self.flat_mask_logits(raw, stage, grown, indices, training)
+        if context:
+            frame = crops.boxes_in_crop_frame(flat, grown)
+            logits = crops.crop_and_resize_flat(
+                logits[..., None], frame, tf.range(tf.shape(flat)[0]),
+                self._mask_cfg.mask_size, self._mask_cfg.crop_method,
+            )[..., 0]  # fmt: skip
         shape = tf.shape(boxes)
         size = self._mask_cfg.mask_size
         return tf.reshape(logits, [shape[0], shape[1], size, size])
 
     def flat_mask_logits(self, raw: dict, stage: int, boxes, indices, training=None) -> tf.Tensor:
-        """Mask logits ``[K, S, S]`` for a flat box list ``[K, 4]`` on images ``indices [K]``.
+        """Mask logits ``[K, S, S]`` in the frame of the crop boxes ``[K, 4]`` (on images
+        ``indices [K]``), as the head sees them: ``mask.crop_context`` is the caller's.
 
-        Training uses this to run the mask head only on instances that carry mask loss.
+        Training uses this to run the mask head only on instances that carry mask loss,
+        on the parser's ``crop_boxes``.
         """
         cfg = self._mask_cfg
         inst = raw[INSTANCE_EMB][stage] if cfg.instance_embedding_dim > 0 else None
@@ -232,5 +244,7 @@ def build_deepmac_model(config: DeepMACModelConfig) -> DeepMACModel:
         nms_thresh=dg.nms_thresh,
     )
     mcfg = config.mask
+    if not 0.0 <= mcfg.crop_context <= 1.0:
+        raise ValueError(f"mask.crop_context must be in [0, 1], got {mcfg.crop_context}.")
     head_net = mask_heads.build_mask_head(mcfg.network_type, mcfg.num_init_channels, mcfg.mask_size)
     return DeepMACModel(backbone, head, head_net, detector, config, name="deepmac")

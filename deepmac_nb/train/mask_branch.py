@@ -45,7 +45,7 @@ def augment_boxes(boxes: tf.Tensor, windows: tf.Tensor, flip: tf.Tensor) -> tf.T
     ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=1)
     mirrored = tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=1)
     boxes = tf.where(flip[:, None], mirrored, boxes)
-    return weak_lib.boxes_in_crop_frame(boxes, windows)
+    return crops.boxes_in_crop_frame(boxes, windows)
 
 
 def augmented_target_logits(model, images, boxes, image_idx, weak, training) -> list:
@@ -106,7 +106,7 @@ def mask_terms(model, raw, labels, images, losses_cfg, training=None, step=None)
     targets = tf.gather_nd(labels["mask_targets"], indices)
     if active:  # the paper's configs (no weak term) skip the weak inputs entirely
         box_w = tf.gather_nd(labels["box_weights"], indices)
-        frame = weak_lib.boxes_in_crop_frame(tf.gather_nd(labels["boxes"], indices), crop)
+        frame = crops.boxes_in_crop_frame(tf.gather_nd(labels["boxes"], indices), crop)
     stages = model.mask_stages(raw)
     size = model.config.mask.mask_size
     lab = lab_crops(images, crop, image_idx, size) if "color_consistency_loss" in active else None

@@ -60,6 +60,7 @@ class DeepMACTask(base_task.Task):
             aug_scale_max=p.aug_scale_max,
             max_roi_jitter_ratio=p.max_roi_jitter_ratio,
             roi_jitter_mode=p.roi_jitter_mode,
+            crop_context=model.mask.crop_context,
         )
 
     def build_inputs(self, params: DataConfig, input_context=None) -> tf.data.Dataset:

@@ -107,13 +107,6 @@ def warmup_weight(step, start: int, steps: int) -> tf.Tensor:
     return tf.clip_by_value(ramp, 0.0, 1.0)
 
 
-def boxes_in_crop_frame(boxes: tf.Tensor, crop_boxes: tf.Tensor) -> tf.Tensor:
-    """Boxes ``[K, 4]`` expressed in the frame of their crop boxes ``[K, 4]`` (same frame)."""
-    origin = tf.concat([crop_boxes[:, :2], crop_boxes[:, :2]], axis=1)
-    extent = tf.maximum(crop_boxes[:, 2:] - crop_boxes[:, :2], 1e-6)
-    return (boxes - origin) / tf.concat([extent, extent], axis=1)
-
-
 def box_axis_indicators(frame_boxes: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
     """Which crop samples lie inside the box, per axis: ``([K, S] rows, [K, S] columns)``."""
     line = tf.linspace(0.0, 1.0, size)[None]
@@ -150,7 +143,7 @@ def box_consistency_loss(
     Args:
       logits: float32 ``[K, S, S]`` mask logits in each crop box's frame.
       frame_boxes: float32 ``[K, 4]`` ground-truth boxes in the crop frame
-        (``boxes_in_crop_frame``).
+        (``crops.boxes_in_crop_frame``).
       normalize: one of ``NORMALIZE_MODES``.
       tightness: take each row's (column's) max inside the box only, where the box is.
 
