@@ -77,9 +77,11 @@ def test_no_context_crops_the_box_itself():
 
 
 def _decoded():
-    """One 40 x 60 rectangle (class 1) at rows 10..30, columns 15..45 of a 48 x 80 image."""
+    """One L-shaped object (class 1) in a 48 x 80 image: its box is rows 10..30, columns
+    15..45; the mask fills the left 10 columns and the bottom 6 rows of the box."""
     masks = np.zeros((1, 48, 80), np.float32)
-    masks[0, 10:30, 15:45] = 1.0
+    masks[0, 10:30, 15:25] = 1.0
+    masks[0, 24:30, 15:45] = 1.0
     return {
         "image": tf.zeros([48, 80, 3], tf.uint8),
         "source_id": tf.constant("1"),
@@ -90,39 +92,70 @@ def _decoded():
     }
 
 
-def _labels(context: float, training: bool):
+def _parser(context: float):
     settings = pipeline.ParserSettings(
         input_size=(64, 64), num_classes=8, max_num_instances=2, mask_size=32,
-        crop_context=context,
+        aug_rand_hflip=False, crop_context=context,
     )  # fmt: skip
-    return pipeline.DeepMACParser(settings).parse(_decoded(), training, tf.constant([5, 6]))[1]
+    return pipeline.DeepMACParser(settings)
 
 
-@pytest.mark.parametrize("training", [False, True])
-def test_parser_crops_targets_where_the_model_crops(training):
-    """Crop boxes are the grown boxes, and the target in that frame, resampled to the box
-    as the model resamples its logits, is the box-frame target without context."""
-    plain, grown = _labels(0.0, training), _labels(0.2, training)
+def _back_to_box(labels):
+    """The first instance's target, resampled from its crop frame to its box's frame as
+    the model resamples its logits."""
+    box = labels["boxes"][:1]
+    frame = crops.boxes_in_crop_frame(box, labels["crop_boxes"][:1])
+    back = crops.crop_and_resize_flat(
+        labels["mask_targets"][:1, ..., None], frame, tf.zeros([1], tf.int32), 32
+    )
+    return back.numpy()[0, ..., 0], frame.numpy()[0]
+
+
+def test_parser_crops_targets_where_the_model_crops():
+    """Crop boxes are the grown boxes; the L-shaped target in that frame, resampled to
+    the box, is the box-frame target without context; the margin is background."""
+    plain = _parser(0.0).parse(_decoded(), False)[1]
+    grown = _parser(0.2).parse(_decoded(), False)[1]
     box = grown["boxes"][:1]
     np.testing.assert_allclose(grown["boxes"], plain["boxes"], atol=1e-6)
     np.testing.assert_allclose(grown["crop_boxes"][:1], crops.grow_boxes(box, 0.2), atol=1e-6)
-    frame = crops.boxes_in_crop_frame(box, grown["crop_boxes"][:1])
-    back = crops.crop_and_resize_flat(
-        grown["mask_targets"][:1, ..., None], frame, tf.zeros([1], tf.int32), 32
-    ).numpy()[0, ..., 0]
+    back, frame = _back_to_box(grown)
     target = plain["mask_targets"].numpy()[0]
     inter = np.logical_and(back > 0.5, target > 0.5).sum()
     union = np.logical_or(back > 0.5, target > 0.5).sum()
-    assert inter / union > 0.93  # edge rows: the grown crop samples the box more coarsely
-    # Outside the box the grown target is empty: the margin is background to learn.
-    lo, hi = int(np.ceil(frame.numpy()[0, 0] * 31)), int(np.floor(frame.numpy()[0, 2] * 31))
-    assert grown["mask_targets"].numpy()[0, : lo - 1].max() == 0.0
-    assert grown["mask_targets"].numpy()[0, hi + 2 :].max() == 0.0
+    assert inter / union > 0.9  # edge samples: the grown crop samples the box more coarsely
+    lo = np.ceil(frame[:2] * 31).astype(int)
+    hi = np.floor(frame[2:] * 31).astype(int)
+    t = grown["mask_targets"].numpy()[0]
+    for margin in (t[: lo[0] - 1], t[hi[0] + 2 :], t[:, : lo[1] - 1], t[:, hi[1] + 2 :]):
+        assert margin.size and margin.max() == 0.0
 
 
-def test_negative_context_is_refused():
+def test_targets_are_background_where_the_crop_leaves_the_window():
+    """A training window that cuts the object through its left arm: the grown crop
+    reaches past the window, where the model reads zero padding, so the target must be
+    0 there even though the original mask goes on."""
+    parser = _parser(0.25)
+    decoded = _decoded()
+    boxes = decoded["groundtruth_boxes"]
+    window = tf.constant([0.0, 20 / 80, 1.0, 68 / 80])  # 48 x 48 px, cuts columns < 20
+    labels = parser._instance_labels(decoded, boxes, window, tf.constant(False))
+    crop = labels["crop_boxes"].numpy()[0]
+    assert crop[1] < 0.0  # the grown crop starts left of the window
+    t = labels["mask_targets"].numpy()[0]
+    xs = crop[1] + np.linspace(0.0, 1.0, 32) * (crop[3] - crop[1])
+    assert t[:, xs < -1e-6].max() == 0.0
+    assert t[:, xs >= 0.0].max() > 0.5  # the object inside the window is still there
+    without = _parser(0.0)._instance_labels(decoded, boxes, window, tf.constant(False))
+    assert without["mask_targets"].numpy()[0].max() > 0.5
+
+
+@pytest.mark.parametrize("context", [-0.1, 0.6])
+def test_context_out_of_range_is_refused(context):
     with pytest.raises(ValueError, match="crop_context"):
-        _model(-0.1)
+        _model(context)
+    with pytest.raises(ValueError, match="crop_context"):
+        _parser(context)
 
 
 @pytest.mark.large
@@ -130,6 +163,9 @@ def test_saved_model_and_tflite_carry_the_context(tmp_path):
     model = _model(0.2)
     image = np.random.default_rng(3).integers(0, 255, (48, 80, 3), dtype=np.uint8)
     want = model.predict_masks(image[None], BOXES[None]).numpy()[0]
+    twin = _model(0.0)  # the same weights without the context: other masks
+    twin.set_weights(model.get_weights())
+    assert np.abs(twin.predict_masks(image[None], BOXES[None]).numpy()[0] - want).max() > 1e-3
     saved = export.export_saved_model(model, tmp_path / "sm")
     np.testing.assert_allclose(loading.load(saved).predict_box_masks(image, BOXES), want, atol=1e-5)
     lite = export.export_tflite(model, tmp_path / "m.tflite", max_boxes=4)

@@ -22,9 +22,11 @@ affine maps, so this equals transforming the masks first (tested), at a fraction
 cost.
 
 Label dict (``M = max_num_instances``, ``S = mask_size``, ``h, w`` = input / stride):
-  ``boxes [M, 4]`` model frame, ``crop_boxes [M, 4]`` (the mask crops; ``boxes``
-  unless ROI jitter is on), ``classes [M]`` int32 (1-based, 0 = pad),
-  ``box_weights [M]``, ``mask_weights [M]``, ``mask_targets [M, S, S]`` float32,
+  ``boxes [M, 4]`` model frame, ``crop_boxes [M, 4]`` (the mask crops: ``boxes``,
+  ROI-jittered in training and grown by the crop context when those are on; not
+  clipped), ``classes [M]`` int32 (1-based, 0 = pad),
+  ``box_weights [M]``, ``mask_weights [M]``, ``mask_targets [M, S, S]`` float32 in the
+  ``crop_boxes`` frame (0 where a crop reaches past the model input),
   ``num_instances`` int32, ``ct_heatmaps [h, w, K]``, ``ct_offset``, ``ct_size`` and
   ``box_indices [M, 2]``, ``valid [2]`` (image fraction of the input), ``image_hw [2]``,
   ``source_id`` (string).
@@ -62,6 +64,10 @@ class ParserSettings:
     max_roi_jitter_ratio: float = 0.0
     roi_jitter_mode: str = "default"
     crop_context: float = 0.0  # the model's ``mask.crop_context``
+
+    def __post_init__(self):
+        if not 0.0 <= self.crop_context <= 0.5:
+            raise ValueError(f"crop_context must be in [0, 0.5], got {self.crop_context}.")
 
 
 JITTER_MODES = (
@@ -192,10 +198,26 @@ def mask_targets(masks: tf.Tensor, boxes_image: tf.Tensor, size: int, flipped) -
     """
     boxes = tf.cond(flipped, lambda: flip_boxes(boxes_image), lambda: boxes_image)
     num = tf.shape(masks)[0]
-    crops = tf.image.crop_and_resize(
+    cut = tf.image.crop_and_resize(
         tf.cast(masks, tf.float32)[..., None], boxes, tf.range(num), [size, size]
     )[..., 0]
-    return tf.cond(flipped, lambda: tf.reverse(crops, axis=[2]), lambda: crops)
+    return tf.cond(flipped, lambda: tf.reverse(cut, axis=[2]), lambda: cut)
+
+
+def inside_window(crop_boxes: tf.Tensor, size: int) -> tf.Tensor:
+    """``float32 [N, S, S]``: 1 where a sample of the ``S x S`` crop grid of model-frame
+    ``crop_boxes [N, 4]`` lies inside the model input (``[0, 1]`` on both axes), else 0.
+
+    A grown crop can reach past the augmentation window, where the model reads zero
+    padding while the original mask may go on; the target there must be background.
+    """
+    line = tf.linspace(0.0, 1.0, size)[None]
+    ys = crop_boxes[:, 0:1] + line * (crop_boxes[:, 2:3] - crop_boxes[:, 0:1])
+    xs = crop_boxes[:, 1:2] + line * (crop_boxes[:, 3:4] - crop_boxes[:, 1:2])
+    eps = 1e-6
+    rows = tf.cast((ys >= -eps) & (ys <= 1.0 + eps), tf.float32)
+    cols = tf.cast((xs >= -eps) & (xs <= 1.0 + eps), tf.float32)
+    return rows[:, :, None] * cols[:, None, :]
 
 
 def _pad(tensor: tf.Tensor, length: int) -> tf.Tensor:
@@ -294,6 +316,8 @@ class DeepMACParser:
         # The model grows every box it crops by the same context at inference.
         crop = crops.grow_boxes(crop, self.s.crop_context)
         targets = mask_targets(masks, unframe_boxes(crop, window), self.s.mask_size, flipped)
+        if self.s.crop_context:
+            targets *= inside_window(crop, self.s.mask_size)
         m = self.s.max_num_instances
         count = tf.minimum(tf.shape(classes)[0], m)
         ones = tf.ones_like(classes, tf.float32)

@@ -41,8 +41,9 @@ def sanitize_boxes(boxes: tf.Tensor) -> tf.Tensor:
 
 def grow_boxes(boxes: tf.Tensor, context: float) -> tf.Tensor:
     """Boxes ``[..., 4]`` grown on every side by ``context`` times their height (top and
-    bottom) and width (left and right). Not clipped: a crop past the map reads its zero
-    padding. ``context = 0`` returns ``boxes`` unchanged."""
+    bottom) and width (left and right). Not clipped: the model's crop past the map reads
+    its zero padding (the parser zeroes the targets there to match). ``context = 0``
+    returns ``boxes`` unchanged."""
     if not context:
         return boxes
     extent = boxes[..., 2:] - boxes[..., :2]

@@ -8,7 +8,9 @@ Data flow for a batch of padded, normalized images ``float32 [B, H_in, W_in, 3]`
    ``instance_embedding [B, h, w, D]`` (each 3x3 conv + ReLU + 1x1 conv);
 3. for given boxes ``[B, N, 4]`` (model frame), per stage: crop the pixel embedding to
    ``S x S``, add coordinate channels and the centre instance embedding
-   (``crops.mask_head_inputs``), run the mask head -> ``mask_logits [B, N, S, S]``;
+   (``crops.mask_head_inputs``), run the mask head -> ``mask_logits [B, N, S, S]``
+   (with ``mask.crop_context`` the crop is the grown box and the logits are resampled
+   to the box's frame);
 4. at inference, CenterNet decoding (3x3 max-pool peaks, top-k) gives boxes, classes
    and scores, and masks are computed for those boxes from the last stage.
 
@@ -117,7 +119,8 @@ class DeepMACModel(tf_keras.Model):
 
     def flat_mask_logits(self, raw: dict, stage: int, boxes, indices, training=None) -> tf.Tensor:
         """Mask logits ``[K, S, S]`` in the frame of the crop boxes ``[K, 4]`` (on images
-        ``indices [K]``), as the head sees them: ``mask.crop_context`` is the caller's.
+        ``indices [K]``), as the head sees them: the caller passes boxes already grown by
+        ``mask.crop_context``.
 
         Training uses this to run the mask head only on instances that carry mask loss,
         on the parser's ``crop_boxes``.
@@ -244,7 +247,8 @@ def build_deepmac_model(config: DeepMACModelConfig) -> DeepMACModel:
         nms_thresh=dg.nms_thresh,
     )
     mcfg = config.mask
-    if not 0.0 <= mcfg.crop_context <= 1.0:
-        raise ValueError(f"mask.crop_context must be in [0, 1], got {mcfg.crop_context}.")
+    # Past 0.5 the box would cover under half the crop's side: too few mask samples.
+    if not 0.0 <= mcfg.crop_context <= 0.5:
+        raise ValueError(f"mask.crop_context must be in [0, 0.5], got {mcfg.crop_context}.")
     head_net = mask_heads.build_mask_head(mcfg.network_type, mcfg.num_init_channels, mcfg.mask_size)
     return DeepMACModel(backbone, head, head_net, detector, config, name="deepmac")

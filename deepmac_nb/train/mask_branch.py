@@ -5,9 +5,9 @@ losses (``weak_losses``) train on every instance with a box (``box_weights``). W
 weak loss on, the mask head therefore also runs on the unseen-class instances, whose
 supervised weight stays 0, so they still get no gradient from the supervised term.
 
-Crops use ``labels['crop_boxes']`` (the ROI-jittered boxes of ``data.pipeline``; equal to
-``labels['boxes']`` without jitter and at validation), ground-truth boxes are put into
-that frame for the weak losses. Every term is averaged over the mask stages, as the
+Crops use ``labels['crop_boxes']`` (``data.pipeline``'s mask crops: ``labels['boxes']``,
+ROI-jittered in training and grown by ``mask.crop_context`` when those are on), and
+ground-truth boxes are put into that frame for the weak losses. Every term is averaged over the mask stages, as the
 reference does.
 """
 
