@@ -295,10 +295,10 @@ def deepmac_coco_mini_voc_weak():
 
     Command: ``deepmac-nb train --experiment deepmac_coco_mini_voc_weak --seed 0
     --model-dir runs/coco_weak``, evaluated as ``deepmac_coco_mini_voc`` (non-VOC mask AP
-    on ``val_dev.json`` is the headline). Hardware: 2 CPU cores. Time: 1 h 30 min (seed 1)
-    and 1 h 59 min (seed 0) with one to four other jobs on the cores (not timed alone;
-    slower per step than the supervised recipe's 25 min). Result (seeds 0, 1, flip TTA,
-    BatchNorm statistics recomputed): val_dev non-VOC 32.9 +- 1.6, VOC 25.6 +- 1.4,
+    on ``val_dev.json`` is the headline). Hardware: 2 CPU cores. Time: 20 min 44 s alone
+    from scratch (seed 2, BatchNorm recomputation included; 1 h 30 min and 1 h 59 min
+    for seeds 1 and 0 with other trainings on the cores). Result (seeds 0, 1, 2, flip
+    TTA, BatchNorm statistics recomputed): val_dev non-VOC 33.2 +- 1.2, VOC 26.6 +- 1.9,
     against 41.9 +- 1.2 / 32.2 +- 2.1 for ``deepmac_coco_mini_voc_img`` (3 seeds) and
     36.2 / 26.9 for the ellipse: with these untuned settings the weak losses cost 9 AP.
     Not a recommended recipe. docs/results.md.
