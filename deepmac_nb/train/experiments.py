@@ -279,12 +279,13 @@ def deepmac_shapes_quick_weak():
     boxes; masks still for the 4 ``seen`` shapes only.
 
     Command: ``deepmac-nb train --experiment deepmac_shapes_quick_weak --model-dir
-    runs/quick_weak``. Hardware: 2 CPU cores. Time: not measured at 1500 steps; 12-15 min
-    for 600 steps with other trainings on the cores. Result at 600 steps (hourglass20,
-    seeds 0-2, first 100 canonical val images, through ``mask_head_ablation.py`` with the
-    same settings): seen / unseen 41.2 +- 7.5 / 19.8 +- 3.0, against 51.5 +- 1.6 /
-    22.7 +- 0.6 without the weak losses. Most of the loss is the ROI jitter the weak
-    terms come with (jitter alone, seed 1: 16.9 unseen against 23.1). docs/results.md.
+    runs/quick_weak``. Hardware: 2 CPU cores. Time: not measured at 1500 steps; about
+    2 min of training for 600 steps alone. Result at 600 steps (hourglass20, seeds 0-2,
+    first 100 canonical val images, through ``mask_head_ablation.py`` with the same
+    settings): seen / unseen 41.2 +- 7.5 / 19.8 +- 3.0, against 51.5 +- 1.6 /
+    22.7 +- 0.6 without the weak losses. The ROI jitter the weak terms come with costs 8
+    unseen AP on its own (14.8 +- 2.2), box consistency gives 4.8 of it back (3 seeds
+    each). docs/results.md.
     """
     return with_weak_losses(deepmac_shapes_quick())
 
