@@ -317,11 +317,13 @@ def test_export_loads_with_tensorflow_alone(marc_model, marc_saved, tmp_path):
     }  # fmt: skip
     want = marc_model.predict_masks(image[None], BOXES[None]).numpy()
     assert out["detection_masks"].shape == (1, 3, MASK_SIZE, MASK_SIZE)
-    np.testing.assert_allclose(out["detection_masks"], want, atol=1e-5)
+    # Another process, another oneDNN thread split: sums can differ in the last bits
+    # (1.2e-5 on one mask pixel of 768 was seen); a wrong graph differs by far more.
+    np.testing.assert_allclose(out["detection_masks"], want, atol=1e-4)
     dets = marc_model.detect(image[None])
     for key in ("detection_boxes", "detection_scores", "detection_classes", "num_detections"):
         assert out[key].dtype == np.float32, key
-        np.testing.assert_allclose(out[key], np.float32(dets[key].numpy()), atol=1e-5)
+        np.testing.assert_allclose(out[key], np.float32(dets[key].numpy()), atol=1e-4)
 
 
 @pytest.mark.large

@@ -48,11 +48,12 @@ def test_saved_model_loads_without_deepmac_nb(run, tmp_path):
     }  # fmt: skip
     want = model.predict_masks(image[None], BOXES[None]).numpy()
     assert out["detection_masks"].shape == (1, 3, 16, 16)
-    np.testing.assert_allclose(out["detection_masks"], want, atol=1e-5)
+    # Another process, another oneDNN thread split: sums can differ in the last bits.
+    np.testing.assert_allclose(out["detection_masks"], want, atol=1e-4)
     dets = model.detect(image[None])
     for key in ("detection_boxes", "detection_scores", "detection_classes", "num_detections"):
         assert out[key].dtype == np.float32, key
-        np.testing.assert_allclose(out[key], np.float32(dets[key].numpy()), atol=1e-5)
+        np.testing.assert_allclose(out[key], np.float32(dets[key].numpy()), atol=1e-4)
 
 
 def test_saved_model_predictor_and_zero_boxes(run):
