@@ -66,8 +66,7 @@ class ParserSettings:
     crop_context: float = 0.0  # the model's ``mask.crop_context``
 
     def __post_init__(self):
-        if not 0.0 <= self.crop_context <= 0.5:
-            raise ValueError(f"crop_context must be in [0, 0.5], got {self.crop_context}.")
+        crops.check_crop_context(self.crop_context)
 
 
 JITTER_MODES = (

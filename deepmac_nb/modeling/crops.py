@@ -39,6 +39,14 @@ def sanitize_boxes(boxes: tf.Tensor) -> tf.Tensor:
     )
 
 
+def check_crop_context(context: float) -> float:
+    """``context`` if it is a usable crop context, else a ValueError: past 0.5 the box
+    would cover under half its crop's side, too few mask samples."""
+    if not 0.0 <= context <= 0.5:
+        raise ValueError(f"mask.crop_context must be in [0, 0.5], got {context}.")
+    return context
+
+
 def grow_boxes(boxes: tf.Tensor, context: float) -> tf.Tensor:
     """Boxes ``[..., 4]`` grown on every side by ``context`` times their height (top and
     bottom) and width (left and right). Not clipped: the model's crop past the map reads

@@ -247,8 +247,6 @@ def build_deepmac_model(config: DeepMACModelConfig) -> DeepMACModel:
         nms_thresh=dg.nms_thresh,
     )
     mcfg = config.mask
-    # Past 0.5 the box would cover under half the crop's side: too few mask samples.
-    if not 0.0 <= mcfg.crop_context <= 0.5:
-        raise ValueError(f"mask.crop_context must be in [0, 0.5], got {mcfg.crop_context}.")
+    crops.check_crop_context(mcfg.crop_context)
     head_net = mask_heads.build_mask_head(mcfg.network_type, mcfg.num_init_channels, mcfg.mask_size)
     return DeepMACModel(backbone, head, head_net, detector, config, name="deepmac")
